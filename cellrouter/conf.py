@@ -1,0 +1,233 @@
+"""Configuration: every option cellrouter reads, and how a service loads them.
+
+``CONF`` is the library's own :class:`oslo_config.cfg.ConfigOpts`. An
+embedding service that has its own ``ConfigOpts`` passes it to :func:`setup`;
+from then on the library reads that object (see :func:`get_conf`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+__all__ = ["CONF", "get_conf", "list_opts", "setup"]
+
+api_database_group = cfg.OptGroup(
+    "api_database",
+    title="API database",
+    help="The API-level database: the cell, instance and host mapping index.",
+)
+api_database_opts = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL of the API database. Leave unset in cell-level "
+        "services: they must never reach the API database.",
+    ),
+]
+
+database_group = cfg.OptGroup(
+    "database",
+    title="Cell database",
+    help="The cell database of the cell this service lives in.",
+)
+database_opts = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL of this service's cell database. Also the source "
+        "of the {scheme}, {username}, {password}... values that cell "
+        "database URL templates are formatted with.",
+    ),
+]
+
+default_opts = [
+    cfg.StrOpt(
+        "transport_url",
+        secret=True,
+        help="oslo.messaging URL of this service's cell message queue. Also "
+        "the source of the values cell transport URL templates are "
+        "formatted with.",
+    ),
+]
+
+cells_group = cfg.OptGroup(
+    "cells",
+    title="Cells",
+    help="cellrouter's own knobs: scatter-gather, cell health, per-cell "
+    "connection pools, cross-cell listing and the mapping cache.",
+)
+cells_opts = [
+    cfg.FloatOpt(
+        "scatter_timeout",
+        default=60.0,
+        min=0.0,
+        help="Seconds a scatter-gather waits for each cell before reporting "
+        "it as not responding.",
+    ),
+    cfg.FloatOpt(
+        "cell_down_interval",
+        default=30.0,
+        min=0.0,
+        help="Seconds a cell that timed out or failed to connect is treated "
+        "as down: scatters skip it at once while a background probe checks "
+        "whether it is back. 0 disables health tracking.",
+    ),
+    cfg.FloatOpt(
+        "health_probe_timeout",
+        default=5.0,
+        min=0.1,
+        help="Seconds the background probe of a down cell waits for its "
+        "database before giving up until the next interval.",
+    ),
+    cfg.IntOpt(
+        "db_pool_size",
+        default=4,
+        min=0,
+        help="Connections kept open per cell database and process. Small by "
+        "default: a process talks to many cells.",
+    ),
+    cfg.IntOpt(
+        "db_max_overflow",
+        default=8,
+        min=-1,
+        help="Extra connections a cell database may open under load (-1: no "
+        "limit).",
+    ),
+    cfg.IntOpt(
+        "db_pool_recycle",
+        default=3600,
+        min=-1,
+        help="Seconds after which a pooled cell connection is replaced (-1: "
+        "never).",
+    ),
+    cfg.FloatOpt(
+        "db_pool_timeout",
+        default=10.0,
+        min=0.0,
+        help="Seconds to wait for a free pooled connection.",
+    ),
+    cfg.BoolOpt(
+        "db_pool_pre_ping",
+        default=True,
+        help="Test each pooled connection on checkout, so a restarted cell "
+        "database costs one reconnect instead of one failed request.",
+    ),
+    cfg.StrOpt(
+        "list_batch_strategy",
+        default="distributed",
+        choices=[
+            ("distributed", "Split the requested limit across the cells."),
+            ("fixed", "Ask every cell for list_batch_size rows at a time."),
+        ],
+        help="How many rows a cross-cell list asks each cell for at once.",
+    ),
+    cfg.IntOpt(
+        "list_batch_size",
+        default=100,
+        min=10,
+        help="Rows per cell and batch for the 'fixed' strategy; the lower "
+        "bound for the 'distributed' one.",
+    ),
+    cfg.BoolOpt(
+        "list_records_by_skipping_down_cells",
+        default=True,
+        help="When a cell is down, list the other cells and flag the result "
+        "partial (True) or fail the whole list (False).",
+    ),
+    cfg.BoolOpt(
+        "instance_list_per_project_cells",
+        default=False,
+        help="A project-scoped list queries only the cells where the project "
+        "has instances.",
+    ),
+    cfg.StrOpt(
+        "cache_backend",
+        default="dogpile.cache.memory",
+        help="dogpile.cache backend of the mapping cache (e.g. "
+        "dogpile.cache.memory, dogpile.cache.pymemcache, dogpile.cache.redis).",
+    ),
+    cfg.IntOpt(
+        "cache_expiration_time",
+        default=600,
+        min=-1,
+        help="Seconds a cached mapping stays valid (-1: until invalidated).",
+    ),
+]
+
+scheduler_group = cfg.OptGroup("scheduler", title="Scheduler")
+scheduler_opts = [
+    cfg.IntOpt(
+        "discover_hosts_in_cells_interval",
+        default=-1,
+        min=-1,
+        help="Seconds between periodic host discovery runs in a scheduler "
+        "that starts it (-1: off).",
+    ),
+]
+
+_GROUPED_OPTS: list[tuple[cfg.OptGroup | None, list[cfg.Opt]]] = [
+    (None, default_opts),
+    (api_database_group, api_database_opts),
+    (database_group, database_opts),
+    (cells_group, cells_opts),
+    (scheduler_group, scheduler_opts),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register every cellrouter option on ``conf`` (idempotent)."""
+    for group, opts in _GROUPED_OPTS:
+        if group is not None:
+            conf.register_group(group)
+        conf.register_opts(opts, group=group)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Options for ``oslo-config-generator`` (entry point ``oslo.config.opts``)."""
+    return [
+        (group.name if group is not None else "DEFAULT", list(opts))
+        for group, opts in _GROUPED_OPTS
+    ]
+
+
+CONF = cfg.ConfigOpts()
+register_opts(CONF)
+
+_active: cfg.ConfigOpts = CONF
+
+
+def get_conf() -> cfg.ConfigOpts:
+    """The ``ConfigOpts`` the library reads: ``CONF`` or the one given to setup()."""
+    return _active
+
+
+def setup(
+    argv: Sequence[str] | None = None,
+    conf: cfg.ConfigOpts | None = None,
+    default_config_files: Sequence[str] | None = None,
+) -> cfg.ConfigOpts:
+    """Load configuration from ``argv`` (``--config-file``/``--config-dir``).
+
+    Safe to call repeatedly. With ``conf`` the options are registered on the
+    caller's object, which becomes the one the library reads; it is parsed only
+    if ``argv`` is given (an embedding service usually parsed it already).
+    Connection pools built from an earlier configuration are released.
+    """
+    global _active
+    target = conf if conf is not None else CONF
+    register_opts(target)
+    if conf is None or argv is not None:
+        target(
+            args=list(argv or []),
+            project="cellrouter",
+            default_config_files=(
+                list(default_config_files) if default_config_files is not None else None
+            ),
+        )
+    _active = target
+    from cellrouter import registry  # late: registry reads the configuration
+
+    registry.reset()
+    return target

@@ -1,0 +1,128 @@
+"""Every error cellrouter raises, all under :class:`CellRouterError`.
+
+Messages are safe to print and log: they never carry a clear-text secret
+(URLs are masked before they get here).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BuildRequestNotFound",
+    "CellHasHosts",
+    "CellHasInstances",
+    "CellMappingExists",
+    "CellMappingNotFound",
+    "CellRouterError",
+    "CellUnavailable",
+    "ConfigurationError",
+    "DuplicateCellURL",
+    "HostMappingExists",
+    "HostMappingNotFound",
+    "InstanceMappingExists",
+    "InstanceMappingNotFound",
+    "InstanceNotFound",
+    "InstanceNotScheduled",
+    "InvalidMarker",
+    "InvalidSortKey",
+    "InvalidURL",
+    "MissingConnection",
+    "NotFound",
+    "UpcallForbidden",
+]
+
+
+class CellRouterError(Exception):
+    """Base of every cellrouter error; ``msg_fmt`` is formatted with the kwargs."""
+
+    msg_fmt: ClassVar[str] = "An unknown cellrouter error occurred."
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            message = self.msg_fmt.format(**kwargs)
+        super().__init__(message)
+
+
+class ConfigurationError(CellRouterError):
+    msg_fmt = "Invalid configuration: {reason}"
+
+
+class MissingConnection(ConfigurationError):
+    msg_fmt = "Option [{group}]/{option} is not set; set it in the configuration file."
+
+
+class UpcallForbidden(CellRouterError):
+    msg_fmt = (
+        "This service is configured as a cell-level service ([database]/connection "
+        "without [api_database]/connection) and must not reach the API database: {what}"
+    )
+
+
+class InvalidURL(CellRouterError):
+    msg_fmt = "Invalid {kind} URL {url}: {reason}"
+
+
+class NotFound(CellRouterError):
+    msg_fmt = "Not found."
+
+
+class CellMappingNotFound(NotFound):
+    msg_fmt = "Cell {uuid} has no mapping."
+
+
+class InstanceMappingNotFound(NotFound):
+    msg_fmt = "Instance {uuid} has no mapping."
+
+
+class HostMappingNotFound(NotFound):
+    msg_fmt = "Host {host} is not mapped to any cell."
+
+
+class BuildRequestNotFound(NotFound):
+    msg_fmt = "Instance {uuid} has no build request."
+
+
+class InstanceNotFound(NotFound):
+    msg_fmt = "Instance {uuid} is not in cell {cell}."
+
+
+class InstanceNotScheduled(CellRouterError):
+    msg_fmt = "Instance {uuid} is still building: its mapping has no cell yet."
+
+
+class CellMappingExists(CellRouterError):
+    msg_fmt = "Cell {uuid} already exists."
+
+
+class DuplicateCellURL(CellRouterError):
+    msg_fmt = "Cell {other} already uses this {kind} URL."
+
+
+class HostMappingExists(CellRouterError):
+    msg_fmt = "Host {host} is already mapped to cell {cell}."
+
+
+class InstanceMappingExists(CellRouterError):
+    msg_fmt = "Instance {uuid} already has a mapping."
+
+
+class CellHasHosts(CellRouterError):
+    msg_fmt = "Cell {uuid} still has hosts mapped."
+
+
+class CellHasInstances(CellRouterError):
+    msg_fmt = "Cell {uuid} still has instances."
+
+
+class CellUnavailable(CellRouterError):
+    msg_fmt = "Cell {cell} is unavailable: {reason}"
+
+
+class InvalidSortKey(CellRouterError):
+    msg_fmt = "Cannot sort on {key}: {reason}"
+
+
+class InvalidMarker(CellRouterError):
+    msg_fmt = "Marker {marker} not found."

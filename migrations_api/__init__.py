@@ -1,0 +1,1 @@
+"""Alembic revisions of the api database tier (shipped as ``cellrouter.migrations_api``)."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of the cell database tier (shipped as ``cellrouter.migrations_cell``)."""
