@@ -63,8 +63,7 @@ cells_opts = [
         "scatter_timeout",
         default=60.0,
         min=0.0,
-        help="Seconds a scatter-gather waits for each cell before reporting "
-        "it as not responding.",
+        help="Seconds a scatter-gather waits for each cell before reporting it as not responding.",
     ),
     cfg.FloatOpt(
         "cell_down_interval",
@@ -92,15 +91,13 @@ cells_opts = [
         "db_max_overflow",
         default=8,
         min=-1,
-        help="Extra connections a cell database may open under load (-1: no "
-        "limit).",
+        help="Extra connections a cell database may open under load (-1: no limit).",
     ),
     cfg.IntOpt(
         "db_pool_recycle",
         default=3600,
         min=-1,
-        help="Seconds after which a pooled cell connection is replaced (-1: "
-        "never).",
+        help="Seconds after which a pooled cell connection is replaced (-1: never).",
     ),
     cfg.FloatOpt(
         "db_pool_timeout",
@@ -139,8 +136,7 @@ cells_opts = [
     cfg.BoolOpt(
         "instance_list_per_project_cells",
         default=False,
-        help="A project-scoped list queries only the cells where the project "
-        "has instances.",
+        help="A project-scoped list queries only the cells where the project has instances.",
     ),
     cfg.StrOpt(
         "cache_backend",

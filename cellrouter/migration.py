@@ -70,9 +70,7 @@ def _script(tier: str) -> ScriptDirectory:
 
 
 def _current(tier: str, connection: sa.Connection) -> str | None:
-    ctx = MigrationContext.configure(
-        connection, opts={"version_table": _VERSION_TABLES[tier]}
-    )
+    ctx = MigrationContext.configure(connection, opts={"version_table": _VERSION_TABLES[tier]})
     return ctx.get_current_revision()
 
 

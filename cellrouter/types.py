@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-__all__ = ["NAMING_CONVENTION", "DateTime", "LongText", "UUIDStr"]
+__all__ = ["NAMING_CONVENTION", "DateTime", "LongText", "UUIDStr", "utcnow"]
 
 #: Deterministic constraint names, so migrations and drift checks agree on every backend.
 NAMING_CONVENTION = {
@@ -23,3 +25,8 @@ DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 UUIDStr = sa.String(36)
+
+
+def utcnow() -> datetime.datetime:
+    """Now, as the naive UTC timestamp every table stores."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)

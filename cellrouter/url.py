@@ -104,7 +104,7 @@ def format_url(template: str, default: str | None, kind: str = "database") -> st
         raise exception.InvalidURL(
             kind=kind,
             url=mask_url(template),
-            reason="unknown template field(s) " + ", ".join("{%s}" % f for f in unknown),
+            reason="unknown template field(s) " + ", ".join("{" + f + "}" for f in unknown),
         )
     return template.format_map(parts)
 

@@ -1,0 +1,268 @@
+"""Cell mappings: cell uuid -> (database URL, transport URL), in the API database.
+
+Records are small immutable values read with SQLAlchemy Core. URLs are stored
+as given (possibly templates, see :mod:`cellrouter.url`) and formatted once,
+when a record is read. Every write goes through :class:`CellMapping`'s
+``create``/``update``/``destroy`` and announces itself on
+:mod:`cellrouter.events`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid as uuidlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cellrouter import events, exception
+from cellrouter.api_schema import cell_mappings, instance_mappings
+from cellrouter.conf import get_conf
+from cellrouter.database import api_engine
+from cellrouter.engine import parse_db_url
+from cellrouter.types import utcnow
+from cellrouter.url import format_url, mask_url
+
+__all__ = ["CELL0_UUID", "CellMapping", "validate_transport_url"]
+
+#: The well-known uuid of cell0, where instances that could not be scheduled live.
+CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+#: cell0 has no message queue.
+NO_TRANSPORT_URL = "none:///"
+
+_UNSET: Any = object()
+
+#: cell_mappings columns labelled ``cm_<name>``, for joins from other tables.
+JOINED_COLUMNS = tuple(c.label(f"cm_{c.name}") for c in cell_mappings.c)
+
+
+def _format(template: str, kind: str) -> str:
+    if "{" not in template:
+        return template
+    conf = get_conf()
+    default = conf.database.connection if kind == "database" else conf.transport_url
+    try:
+        return format_url(template, default, kind)
+    except exception.InvalidURL:
+        return template  # reported when the cell is targeted, not when it is listed
+
+
+def validate_transport_url(url: str) -> None:
+    """Raise :class:`~cellrouter.exception.InvalidURL` unless ``url`` looks usable."""
+    scheme, sep, _rest = url.partition("://")
+    if not sep or not scheme or not scheme.replace("+", "").replace("-", "").isalnum():
+        raise exception.InvalidURL(
+            kind="transport", url=mask_url(url), reason="expected DRIVER://[user:pass@]host/vhost"
+        )
+
+
+def _validate(database_connection: str, transport_url: str) -> None:
+    parse_db_url(_format(database_connection, "database"))
+    validate_transport_url(_format(transport_url, "transport"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class CellMapping:
+    """Where one cell's database and message queue are."""
+
+    id: int
+    uuid: str
+    name: str | None
+    #: formatted URLs: what this process connects to
+    database_connection: str
+    transport_url: str
+    disabled: bool = False
+    created_at: datetime.datetime | None = None
+    updated_at: datetime.datetime | None = None
+    #: the URLs as stored (may be templates); what updates keep
+    database_connection_template: str = ""
+    transport_url_template: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"CellMapping(uuid={self.uuid!r}, name={self.name!r}, "
+            f"database_connection={mask_url(self.database_connection)!r}, "
+            f"transport_url={mask_url(self.transport_url)!r}, disabled={self.disabled!r})"
+        )
+
+    __str__ = __repr__
+
+    def is_cell0(self) -> bool:
+        return self.uuid == CELL0_UUID
+
+    @property
+    def identity(self) -> str:
+        """How logs and messages name this cell (never with its URLs)."""
+        return f"{self.name}({self.uuid})" if self.name else self.uuid
+
+    # -- reading ------------------------------------------------------------
+
+    @classmethod
+    def from_row(cls, row: Row[Any] | dict[str, Any], prefix: str = "") -> CellMapping:
+        m = row if isinstance(row, dict) else row._mapping
+        db_tpl = m[prefix + "database_connection"]
+        mq_tpl = m[prefix + "transport_url"]
+        return cls(
+            id=m[prefix + "id"],
+            uuid=m[prefix + "uuid"],
+            name=m[prefix + "name"],
+            database_connection=_format(db_tpl, "database"),
+            transport_url=_format(mq_tpl, "transport"),
+            disabled=bool(m[prefix + "disabled"]),
+            created_at=m[prefix + "created_at"],
+            updated_at=m[prefix + "updated_at"],
+            database_connection_template=db_tpl,
+            transport_url_template=mq_tpl,
+        )
+
+    @classmethod
+    def _select_all(cls, stmt: sa.Select[Any]) -> list[CellMapping]:
+        with api_engine().connect() as conn:
+            return [cls.from_row(row) for row in conn.execute(stmt)]
+
+    @classmethod
+    def get_by_uuid(cls, ctx: object, cell_uuid: str) -> CellMapping:
+        rows = cls._select_all(sa.select(cell_mappings).where(cell_mappings.c.uuid == cell_uuid))
+        if not rows:
+            raise exception.CellMappingNotFound(uuid=cell_uuid)
+        return rows[0]
+
+    @classmethod
+    def get_all(cls, ctx: object) -> list[CellMapping]:
+        """Every cell, in creation order (cell0 first when it was mapped first)."""
+        return cls._select_all(sa.select(cell_mappings).order_by(cell_mappings.c.id))
+
+    @classmethod
+    def get_by_disabled(cls, ctx: object, disabled: bool) -> list[CellMapping]:
+        return cls._select_all(
+            sa.select(cell_mappings)
+            .where(cell_mappings.c.disabled == bool(disabled))
+            .order_by(cell_mappings.c.id)
+        )
+
+    @classmethod
+    def get_by_project(cls, ctx: object, project_id: str) -> list[CellMapping]:
+        """The cells where ``project_id`` has (mapped) instances."""
+        cells_with_project = (
+            sa.select(instance_mappings.c.cell_id)
+            .where(instance_mappings.c.project_id == project_id)
+            .where(instance_mappings.c.cell_id.is_not(None))
+            .distinct()
+        )
+        return cls._select_all(
+            sa.select(cell_mappings)
+            .where(cell_mappings.c.id.in_(cells_with_project))
+            .order_by(cell_mappings.c.id)
+        )
+
+    @classmethod
+    def get_by_urls(
+        cls,
+        ctx: object,
+        database_connection: str | None = None,
+        transport_url: str | None = None,
+    ) -> list[CellMapping]:
+        """Cells using either URL (as stored or as formatted here)."""
+        found = []
+        for cell in cls.get_all(ctx):
+            if database_connection and database_connection in (
+                cell.database_connection,
+                cell.database_connection_template,
+            ):
+                found.append(cell)
+            elif (
+                transport_url
+                and transport_url != NO_TRANSPORT_URL
+                and transport_url in (cell.transport_url, cell.transport_url_template)
+            ):
+                found.append(cell)
+        return found
+
+    # -- writing ------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        ctx: object,
+        *,
+        database_connection: str,
+        transport_url: str,
+        name: str | None = None,
+        uuid: str | None = None,
+        disabled: bool = False,
+    ) -> CellMapping:
+        """Map a new cell. URLs are validated (templates after formatting)."""
+        _validate(database_connection, transport_url)
+        cell_uuid = uuid or str(uuidlib.uuid4())
+        now = utcnow()
+        values = {
+            "uuid": cell_uuid,
+            "name": name,
+            "database_connection": database_connection,
+            "transport_url": transport_url,
+            "disabled": disabled,
+            "created_at": now,
+            "updated_at": None,
+        }
+        try:
+            with api_engine().begin() as conn:
+                result = conn.execute(sa.insert(cell_mappings).values(values))
+        except sa.exc.IntegrityError:
+            raise exception.CellMappingExists(uuid=cell_uuid) from None
+        values["id"] = result.inserted_primary_key[0]
+        events.mapping_changed("cell", (cell_uuid,))
+        return cls.from_row(values)
+
+    def update(
+        self,
+        ctx: object,
+        *,
+        name: str | None = _UNSET,
+        database_connection: str = _UNSET,
+        transport_url: str = _UNSET,
+        disabled: bool = _UNSET,
+    ) -> CellMapping:
+        """Change the given fields only; everything not given keeps its value."""
+        changes: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("name", name),
+                ("database_connection", database_connection),
+                ("transport_url", transport_url),
+                ("disabled", disabled),
+            )
+            if value is not _UNSET
+        }
+        _validate(
+            changes.get("database_connection", self.database_connection_template),
+            changes.get("transport_url", self.transport_url_template),
+        )
+        if not changes:
+            return self
+        changes["updated_at"] = utcnow()
+        with api_engine().begin() as conn:
+            result = conn.execute(
+                sa.update(cell_mappings).where(cell_mappings.c.uuid == self.uuid).values(changes)
+            )
+            if result.rowcount == 0:
+                raise exception.CellMappingNotFound(uuid=self.uuid)
+            row = conn.execute(
+                sa.select(cell_mappings).where(cell_mappings.c.uuid == self.uuid)
+            ).one()
+        events.mapping_changed("cell", (self.uuid,))
+        return type(self).from_row(row)
+
+    def destroy(self, ctx: object) -> None:
+        """Unmap the cell. Its host and instance mappings must be gone first."""
+        try:
+            with api_engine().begin() as conn:
+                result = conn.execute(
+                    sa.delete(cell_mappings).where(cell_mappings.c.uuid == self.uuid)
+                )
+        except sa.exc.IntegrityError:
+            raise exception.CellHasHosts(uuid=self.uuid) from None
+        if result.rowcount == 0:
+            raise exception.CellMappingNotFound(uuid=self.uuid)
+        events.mapping_changed("cell", (self.uuid,))

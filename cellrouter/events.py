@@ -1,0 +1,52 @@
+"""Mapping write notifications: the one hook every mapping write goes through.
+
+Every function that writes a cell, instance or host mapping calls
+:func:`mapping_changed` after its transaction commits. Listeners (the
+connection registry today, the mapping cache and the cell-list generation
+tomorrow) subscribe here instead of being called from each write site.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+__all__ = ["Kind", "Listener", "mapping_changed", "subscribe", "unsubscribe"]
+
+LOG = logging.getLogger(__name__)
+
+Kind = Literal["cell", "instance", "host"]
+#: ``listener(kind, keys)``: keys are cell uuids, instance uuids or host names.
+Listener = Callable[[Kind, tuple[str, ...]], None]
+
+_listeners: tuple[Listener, ...] = ()
+_lock = threading.Lock()
+
+
+def subscribe(listener: Listener) -> None:
+    """Call ``listener`` after every mapping write in this process."""
+    global _listeners
+    with _lock:
+        if listener not in _listeners:
+            _listeners = (*_listeners, listener)
+
+
+def unsubscribe(listener: Listener) -> None:
+    global _listeners
+    with _lock:
+        _listeners = tuple(fn for fn in _listeners if fn != listener)
+
+
+def mapping_changed(kind: Kind, keys: Iterable[str]) -> None:
+    """Tell every listener that the ``kind`` mappings for ``keys`` changed."""
+    listeners = _listeners
+    if not listeners:
+        return
+    frozen = tuple(keys)
+    for listener in listeners:
+        try:
+            listener(kind, frozen)
+        except Exception:  # a broken listener must not undo a committed write
+            LOG.exception("mapping change listener %r failed", listener)

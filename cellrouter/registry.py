@@ -1,0 +1,199 @@
+"""The per-process connection registry: one pooled engine and transport per cell.
+
+Lookups of a known cell take no lock: the registry is a dict that is only
+ever replaced whole. The first caller for a cell builds its engine exactly
+once; its transport is built on first use, also exactly once. An entry is
+keyed by (cell uuid, database URL, transport URL), so a cell whose URL
+changed gets fresh connections and the stale ones are disposed. A forked
+child starts with an empty registry and never touches its parent's sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from cellrouter import database, events
+from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping
+from cellrouter.conf import get_conf
+from cellrouter.engine import create_engine
+
+if TYPE_CHECKING:
+    import oslo_messaging
+
+__all__ = ["CellConnection", "get", "local", "release", "reset", "retain_only"]
+
+LOG = logging.getLogger(__name__)
+
+_Key = tuple[str, str, str]
+
+#: sentinel: the transport has not been built yet
+_UNBUILT: Any = object()
+
+
+class CellConnection:
+    """The pooled connections of one cell: its engine, and its transport on demand."""
+
+    __slots__ = ("_lock", "_transport", "cell_uuid", "engine", "identity", "key", "transport_url")
+
+    def __init__(self, key: _Key, identity: str, engine: Engine | None = None) -> None:
+        self.key = key
+        self.cell_uuid, database_url, self.transport_url = key
+        self.identity = identity
+        self.engine: Engine = engine if engine is not None else create_engine(database_url)
+        self._transport: oslo_messaging.Transport | None = _UNBUILT
+        self._lock = threading.Lock()
+
+    @property
+    def transport(self) -> oslo_messaging.Transport | None:
+        """The cell's oslo.messaging transport (None when the cell has no queue)."""
+        transport = self._transport
+        if transport is _UNBUILT:
+            with self._lock:
+                transport = self._transport
+                if transport is _UNBUILT:
+                    transport = self._build_transport()
+                    self._transport = transport
+        return transport
+
+    def _build_transport(self) -> oslo_messaging.Transport | None:
+        if not self.transport_url or self.transport_url == NO_TRANSPORT_URL:
+            return None
+        from cellrouter import messaging  # oslo.messaging is heavy: import on first use
+
+        return messaging.create_transport(self.transport_url)
+
+    def rpc_client(self, topic: str, server: str | None = None, **kw: Any) -> Any:
+        """An RPC client for ``topic`` (and ``server``) on this cell's queue."""
+        from cellrouter import exception, messaging
+
+        transport = self.transport
+        if transport is None:
+            raise exception.CellRouterError(f"cell {self.identity} has no message queue")
+        return messaging.get_rpc_client(transport, self.transport_url, topic, server, **kw)
+
+    def dispose(self) -> None:
+        """Close pooled database connections and the transport."""
+        self.engine.dispose()
+        transport = self._transport
+        self._transport = _UNBUILT
+        if transport is not _UNBUILT and transport is not None:
+            from cellrouter import messaging
+
+            messaging.cleanup_transport(transport)
+
+
+# Replaced whole under _lock; read without it.
+_by_key: dict[_Key, CellConnection] = {}
+_lock = threading.Lock()
+_local: CellConnection | None = None
+
+
+def get(cell: CellMapping) -> CellConnection:
+    """The connections of ``cell``, built on the first request for it."""
+    key = (cell.uuid, cell.database_connection, cell.transport_url)
+    found = _by_key.get(key)
+    if found is not None:
+        return found
+    return _build(key, cell.identity)
+
+
+def _build(key: _Key, identity: str) -> CellConnection:
+    global _by_key
+    stale: list[CellConnection] = []
+    with _lock:
+        found = _by_key.get(key)
+        if found is not None:
+            return found
+        found = CellConnection(key, identity)
+        entries = {}
+        for old_key, conn in _by_key.items():
+            if old_key[0] == key[0]:
+                stale.append(conn)  # same cell, old URLs
+            else:
+                entries[old_key] = conn
+        entries[key] = found
+        _by_key = entries
+    for conn in stale:
+        LOG.info("cell %s changed its URLs: replacing its connections", identity)
+        conn.dispose()
+    return found
+
+
+def local() -> CellConnection:
+    """Connections of this service's own cell (``[database]``, ``[DEFAULT]/transport_url``)."""
+    global _local
+    conf = get_conf()
+    key = ("", conf.database.connection or "", conf.transport_url or "")
+    current = _local
+    if current is not None and current.key == key:
+        return current
+    with _lock:
+        current = _local
+        if current is None or current.key != key:
+            old = current
+            current = CellConnection(key, "local cell", engine=database.local_engine())
+            _local = current
+            if old is not None:
+                old.dispose()
+    return current
+
+
+def release(cell_uuids: Iterable[str]) -> None:
+    """Dispose the connections of these cells (they were deleted or changed)."""
+    global _by_key
+    drop = set(cell_uuids)
+    with _lock:
+        gone = [conn for key, conn in _by_key.items() if key[0] in drop]
+        if not gone:
+            return
+        _by_key = {key: conn for key, conn in _by_key.items() if key[0] not in drop}
+    for conn in gone:
+        conn.dispose()
+
+
+def retain_only(cell_uuids: Iterable[str]) -> None:
+    """Release every cell not in ``cell_uuids`` (they are no longer mapped)."""
+    keep = set(cell_uuids)
+    unknown = [key[0] for key in _by_key if key[0] not in keep]
+    if unknown:
+        release(unknown)
+
+
+def cell_uuids() -> list[str]:
+    """The cells this process holds connections for."""
+    return [key[0] for key in _by_key]
+
+
+def reset() -> None:
+    """Dispose everything (configuration reloaded, tests)."""
+    global _local
+    release([key[0] for key in _by_key])
+    with _lock:
+        old, _local = _local, None
+    if old is not None:
+        old.dispose()
+    database.reset()
+
+
+def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+    if kind == "cell":
+        release(keys)
+
+
+def _after_fork_in_child() -> None:
+    # Never reuse (or close) the parent's sockets: start empty. The engines'
+    # pools were already detached by cellrouter.engine's own fork hook.
+    global _by_key, _local, _lock
+    _lock = threading.Lock()
+    _by_key = {}
+    _local = None
+
+
+events.subscribe(_on_mapping_changed)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,81 @@
+"""Routing a request for an instance to its (database, queue, host).
+
+The three-tuple lookup of the cells v2 design: the instance mapping gives the
+cell (database and queue), the instance's row in that cell gives the host,
+and RPC goes to ``compute.<host>`` on that cell's queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cellrouter import exception
+from cellrouter.cell_mapping import CellMapping
+from cellrouter.context import RequestContext, target_cell
+from cellrouter.instance import get_instance
+from cellrouter.instance_mapping import InstanceMapping
+
+__all__ = ["COMPUTE_TOPIC", "Route", "call_instance", "cast_instance", "route_instance"]
+
+COMPUTE_TOPIC = "compute"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """Where an instance lives: its cell and its compute host (None: not on a host)."""
+
+    cell_mapping: CellMapping
+    host: str | None
+
+    @property
+    def cell_uuid(self) -> str:
+        return self.cell_mapping.uuid
+
+
+def route_instance(ctx: RequestContext, instance_uuid: str) -> Route:
+    """Resolve ``instance_uuid`` to its cell and host.
+
+    Raises InstanceMappingNotFound (unknown instance), InstanceNotScheduled
+    (still building: the mapping has no cell yet) or InstanceNotFound (mapped,
+    but not in its cell).
+    """
+    mapping = InstanceMapping.get_by_instance_uuid(ctx, instance_uuid)
+    cell = mapping.cell_mapping
+    if cell is None:
+        raise exception.InstanceNotScheduled(uuid=instance_uuid)
+    with target_cell(ctx, cell) as cctx:
+        row = get_instance(cctx, instance_uuid, columns=("host",))
+    return Route(cell_mapping=cell, host=row["host"])
+
+
+def _client(ctx: RequestContext, route: Route, **kw: Any) -> Any:
+    if route.host is None:
+        raise exception.CellRouterError(
+            f"instance is not on a compute host in cell {route.cell_mapping.identity}"
+        )
+    with target_cell(ctx, route.cell_mapping) as cctx:
+        return cctx.rpc_client(COMPUTE_TOPIC, server=route.host, **kw)
+
+
+def cast_instance(ctx: RequestContext, instance_uuid: str, method: str, **kwargs: Any) -> Route:
+    """Cast ``method(**kwargs)`` to the compute host of the instance; returns the route."""
+    route = route_instance(ctx, instance_uuid)
+    _client(ctx, route).cast(ctx.to_dict(), method, instance_uuid=instance_uuid, **kwargs)
+    return route
+
+
+def call_instance(
+    ctx: RequestContext,
+    instance_uuid: str,
+    method: str,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call ``method(**kwargs)`` on the instance's compute host and return its result.
+
+    Raises oslo.messaging's MessagingTimeout when no answer comes in ``timeout``.
+    """
+    route = route_instance(ctx, instance_uuid)
+    client = _client(ctx, route, timeout=timeout) if timeout is not None else _client(ctx, route)
+    return client.call(ctx.to_dict(), method, instance_uuid=instance_uuid, **kwargs)
