@@ -38,6 +38,9 @@ _UNSET: Any = object()
 JOINED_COLUMNS = tuple(c.label(f"cm_{c.name}") for c in cell_mappings.c)
 
 
+_BY_UUID = sa.select(cell_mappings).where(cell_mappings.c.uuid == sa.bindparam("uuid"))
+
+
 def _format(template: str, kind: str) -> str:
     if "{" not in template:
         return template
@@ -118,13 +121,15 @@ class CellMapping:
         )
 
     @classmethod
-    def _select_all(cls, stmt: sa.Select[Any]) -> list[CellMapping]:
+    def _select_all(
+        cls, stmt: sa.Select[Any], params: dict[str, Any] | None = None
+    ) -> list[CellMapping]:
         with api_engine().connect() as conn:
-            return [cls.from_row(row) for row in conn.execute(stmt)]
+            return [cls.from_row(row) for row in conn.execute(stmt, params)]
 
     @classmethod
     def get_by_uuid(cls, ctx: object, cell_uuid: str) -> CellMapping:
-        rows = cls._select_all(sa.select(cell_mappings).where(cell_mappings.c.uuid == cell_uuid))
+        rows = cls._select_all(_BY_UUID, {"uuid": cell_uuid})
         if not rows:
             raise exception.CellMappingNotFound(uuid=cell_uuid)
         return rows[0]

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidURL",
     "MissingConnection",
     "NotFound",
+    "UnknownRevision",
     "UpcallForbidden",
 ]
 
@@ -126,3 +127,7 @@ class InvalidSortKey(CellRouterError):
 
 class InvalidMarker(CellRouterError):
     msg_fmt = "Marker {marker} not found."
+
+
+class UnknownRevision(CellRouterError):
+    msg_fmt = "Unknown {tier} schema revision {revision!r} (known: {known})."

@@ -25,6 +25,8 @@ _SELECT = sa.select(host_mappings, *JOINED_COLUMNS).select_from(
     host_mappings.join(cell_mappings, host_mappings.c.cell_id == cell_mappings.c.id)
 )
 
+_BY_HOST = _SELECT.where(host_mappings.c.host == sa.bindparam("host"))
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostMapping:
@@ -48,13 +50,15 @@ class HostMapping:
         )
 
     @classmethod
-    def _select_all(cls, stmt: sa.Select[Any]) -> list[HostMapping]:
+    def _select_all(
+        cls, stmt: sa.Select[Any], params: dict[str, Any] | None = None
+    ) -> list[HostMapping]:
         with api_engine().connect() as conn:
-            return [cls.from_row(row) for row in conn.execute(stmt)]
+            return [cls.from_row(row) for row in conn.execute(stmt, params)]
 
     @classmethod
     def get_by_host(cls, ctx: object, host: str) -> HostMapping:
-        found = cls._select_all(_SELECT.where(host_mappings.c.host == host))
+        found = cls._select_all(_BY_HOST, {"host": host})
         if not found:
             raise exception.HostMappingNotFound(host=host)
         return found[0]

@@ -32,6 +32,11 @@ _SELECT = sa.select(instance_mappings, *JOINED_COLUMNS).select_from(
 )
 
 
+# Hot lookups are built once: a reused statement's cache key is memoized, which
+# is most of the cost of a one-row select.
+_BY_UUID = _SELECT.where(instance_mappings.c.instance_uuid == sa.bindparam("instance_uuid"))
+
+
 def _cell_id(cell_uuid: str) -> sa.ScalarSelect[Any]:
     return sa.select(cell_mappings.c.id).where(cell_mappings.c.uuid == cell_uuid).scalar_subquery()
 
@@ -82,9 +87,7 @@ class InstanceMapping:
     @classmethod
     def get_by_instance_uuid(cls, ctx: object, instance_uuid: str) -> InstanceMapping:
         with api_engine().connect() as conn:
-            row = conn.execute(
-                _SELECT.where(instance_mappings.c.instance_uuid == instance_uuid)
-            ).first()
+            row = conn.execute(_BY_UUID, {"instance_uuid": instance_uuid}).first()
         if row is None:
             raise exception.InstanceMappingNotFound(uuid=instance_uuid)
         return cls.from_row(row)

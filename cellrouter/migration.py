@@ -14,11 +14,12 @@ from typing import Literal
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
+from alembic import util as alembic_util
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from cellrouter import api_schema, cell_schema
+from cellrouter import api_schema, cell_schema, exception
 from cellrouter.engine import create_engine
 
 __all__ = ["Tier", "downgrade", "run_env", "sync", "version"]
@@ -99,7 +100,7 @@ def sync(tier: Tier, url: str, revision: str | None = None) -> tuple[str | None,
     target = revision or "head"
     script = _script(tier)
     if target not in ("head", "heads", "base"):
-        script.get_revision(target)  # raises a clear alembic error if unknown
+        _check_revision(tier, script, target)
     engine = create_engine(url, pooled=False)
     try:
         with engine.begin() as conn:
@@ -118,6 +119,16 @@ def sync(tier: Tier, url: str, revision: str | None = None) -> tuple[str | None,
         engine.dispose()
     LOG.info("%s schema: %s -> %s", tier, before or "base", after or "base")
     return before, after
+
+
+def _check_revision(tier: str, script: ScriptDirectory, revision: str) -> None:
+    try:
+        found = script.get_revision(revision)
+    except alembic_util.CommandError:
+        found = None
+    if found is None:
+        known = ", ".join(rev.revision for rev in script.walk_revisions())
+        raise exception.UnknownRevision(tier=tier, revision=revision, known=known or "none")
 
 
 def downgrade(tier: Tier, url: str, revision: str = "base") -> tuple[str | None, str | None]:
