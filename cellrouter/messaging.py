@@ -11,7 +11,8 @@ than the library's configuration: an embedding service may register
 oslo.messaging's options on its own ``ConfigOpts`` and a second registration
 there would clash. Driver settings therefore come from the transport URL's
 query (``rabbit://...?heartbeat_timeout_threshold=0``), which oslo.messaging
-applies over the ``[oslo_messaging_rabbit]`` defaults.
+applies over the ``[oslo_messaging_rabbit]`` defaults; a service's own
+``[oslo_messaging_*]`` sections do not apply to cellrouter's transports.
 
 Every target carries an exchange derived from the transport URL alone
 (:func:`exchange_for`), so the API side and a cell's services, which only know
@@ -20,6 +21,7 @@ their own ``[DEFAULT]/transport_url``, agree on it without knowing cell uuids.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import logging
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 from oslo_config import cfg
 
 from cellrouter import exception
+from cellrouter.routing import COMPUTE_TOPIC  # the one definition; re-exported
 from cellrouter.url import mask_url
 
 with warnings.catch_warnings():
@@ -48,6 +51,7 @@ __all__ = [
     "COMPUTE_TOPIC",
     "EXCHANGE_PREFIX",
     "NO_TRANSPORT_SCHEME",
+    "MessagingTimeout",
     "cleanup_transport",
     "compute_topic",
     "create_transport",
@@ -59,14 +63,15 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-COMPUTE_TOPIC = "compute"
-"""Topic of the compute service; each host listens on (COMPUTE_TOPIC, host)."""
 
 EXCHANGE_PREFIX = "cellrouter"
 """Every exchange this module uses is this, or this + "." + a URL-derived suffix."""
 
 NO_TRANSPORT_SCHEME = "none"
 """Scheme of a cell without a message queue (cell0's ``none:///``)."""
+
+MessagingTimeout = oslo_messaging.MessagingTimeout
+"""Raised by an RPC call that got no answer in time (callers need not import oslo_messaging)."""
 
 # Target fields a caller may set through get_rpc_client's keywords; the
 # exchange is never one of them (it is what isolates the cells).
@@ -92,7 +97,8 @@ def _build_conf() -> cfg.ConfigOpts:
         except (ImportError, AttributeError):
             continue
         conf.register_opts(opts, group=group)
-    # Parsed with no arguments and no files: defaults plus the URL query only.
+    # Parsed with no arguments and no files: the defaults, overridden per transport by
+    # its URL query (and, as oslo.config allows, OS_<GROUP>__<OPTION> variables).
     conf(args=[], project="cellrouter-messaging", default_config_files=[], default_config_dirs=[])
     return conf
 
@@ -135,6 +141,7 @@ def _safe(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=256)
 def exchange_for(url: str) -> str:
     """The exchange every target of the cell behind ``url`` uses.
 
@@ -280,7 +287,10 @@ def cleanup_transport(transport: oslo_messaging.Transport | None) -> None:
     """
     if transport is None:
         return
-    masked = _masked_urls.pop(transport, "<transport>")
+    try:
+        masked = _masked_urls.pop(transport, "<transport>")
+    except TypeError:  # not weak-referenceable: not one of ours
+        masked = "<transport>"
     try:
         transport.cleanup()
     except Exception as exc:  # noqa: BLE001 - cleanup is best effort

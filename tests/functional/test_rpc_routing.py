@@ -1,0 +1,287 @@
+"""RPC isolation and routing on a real RabbitMQ: one vhost per cell.
+
+Two cells, each with its own vhost, each running an RPC server for compute host
+``host1``: casts and calls built for one cell reach only that cell's server,
+directly and routed by instance uuid (SQLite API and cell databases). Vhosts are
+created for the session (``rabbitmqctl``, root) and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import servers
+import sqlalchemy as sa
+from oslo_config import cfg
+
+import cellrouter.conf
+from cellrouter import exception, messaging, migration, registry, routing
+from cellrouter.cell_mapping import CellMapping
+from cellrouter.cell_schema import instances
+from cellrouter.context import RequestContext, get_admin_context
+from cellrouter.instance_mapping import InstanceMapping
+from cellrouter.url import format_url, url_parts
+
+pytestmark = pytest.mark.functional
+
+WAIT = 30.0  # generous upper bound for "eventually"; never asserted as a latency
+
+
+@pytest.fixture(scope="session")
+def cell_urls() -> Iterator[dict[str, str]]:
+    """``{"cell1": url, "cell2": url}``: one fresh vhost per cell, deleted at the end."""
+    servers.require_rabbitmq(vhosts=True)
+    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    names = {cell: f"cellrouter_test_{cell}_{suffix}" for cell in ("cell1", "cell2")}
+    urls: dict[str, str] = {}
+    try:
+        for cell, vhost in names.items():
+            urls[cell] = servers.create_rabbitmq_vhost(vhost)
+        yield urls
+    finally:
+        for vhost in names.values():
+            servers.delete_rabbitmq_vhost(vhost)
+
+
+def _vhost(url: str) -> str:
+    return url.split("?")[0].rsplit("/", 1)[1]
+
+
+class Recorder:
+    """A compute-like endpoint that records what it got and answers calls."""
+
+    def __init__(self, cell: str) -> None:
+        self.cell = cell
+        self.received: list[tuple[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def _record(self, method: str, value: Any) -> None:
+        with self._cond:
+            self.received.append((method, value))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, Any]]], bool]) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.received), timeout=WAIT)
+
+    # RPC methods
+    def poke(self, ctxt: dict[str, Any], marker: str, **kw: Any) -> None:
+        self._record("poke", marker)
+
+    def echo(self, ctxt: dict[str, Any], value: Any, **kw: Any) -> list[Any]:
+        self._record("echo", value)
+        return [self.cell, value, kw.get("instance_uuid")]
+
+
+class Services:
+    """Compute services (a transport + RPC server each) and client transports."""
+
+    def __init__(self) -> None:
+        self.transports: list[Any] = []
+        self.servers: list[Any] = []
+
+    def transport(self, url: str) -> Any:
+        transport = messaging.create_transport(url)
+        assert transport is not None
+        self.transports.append(transport)
+        return transport
+
+    def serve(self, url: str, host: str, endpoint: Recorder) -> None:
+        """A compute service on ``host`` that knows only its cell's transport URL."""
+        server = messaging.get_rpc_server(
+            self.transport(url), url, messaging.COMPUTE_TOPIC, host, [endpoint]
+        )
+        server.start()  # declares its queues before returning
+        self.servers.append(server)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        for server in self.servers:
+            server.wait()
+        for transport in self.transports:
+            messaging.cleanup_transport(transport)
+
+
+@pytest.fixture
+def host1_in_both(cell_urls: dict[str, str]) -> Iterator[tuple[Services, Recorder, Recorder]]:
+    """host1 serving in cell1 and in cell2."""
+    services = Services()
+    try:
+        ep1, ep2 = Recorder("cell1"), Recorder("cell2")
+        services.serve(cell_urls["cell1"], "host1", ep1)
+        services.serve(cell_urls["cell2"], "host1", ep2)
+        yield services, ep1, ep2
+    finally:
+        services.close()
+
+
+# -- messaging only -------------------------------------------------------------------
+
+
+def test_cast_reaches_only_its_cell(
+    cell_urls: dict[str, str], host1_in_both: tuple[Services, Recorder, Recorder]
+) -> None:
+    services, ep1, ep2 = host1_in_both
+    for cell, marker in (("cell1", "for-cell1"), ("cell2", "for-cell2")):
+        url = cell_urls[cell]
+        client = messaging.get_rpc_client(
+            services.transport(url), url, *messaging.compute_topic("host1")
+        )
+        client.cast({}, "poke", marker=marker)
+    assert ep1.wait_for(lambda got: len(got) >= 1)
+    assert ep2.wait_for(lambda got: len(got) >= 1)
+    assert ep1.received == [("poke", "for-cell1")]
+    assert ep2.received == [("poke", "for-cell2")]
+    for cell, url in cell_urls.items():
+        vhost = _vhost(url)
+        assert messaging.exchange_for(url) == f"cellrouter.{vhost}"
+        assert f"cellrouter.{vhost}" in servers.rabbitmq_exchanges(vhost), cell
+
+
+def test_call_returns_the_endpoint_value(
+    cell_urls: dict[str, str], host1_in_both: tuple[Services, Recorder, Recorder]
+) -> None:
+    services, ep1, ep2 = host1_in_both
+    url = cell_urls["cell2"]
+    transport = services.transport(url)
+    client = messaging.get_rpc_client(transport, url, "compute", "host1", timeout=WAIT)
+    assert client.call({}, "echo", value=42) == ["cell2", 42, None]
+    assert ep1.received == []
+
+
+def test_call_to_missing_server_times_out(
+    cell_urls: dict[str, str], host1_in_both: tuple[Services, Recorder, Recorder]
+) -> None:
+    services, ep1, ep2 = host1_in_both
+    url = cell_urls["cell1"]
+    client = messaging.get_rpc_client(
+        services.transport(url), url, "compute", "no-such-host", timeout=1
+    )
+    with pytest.raises(messaging.MessagingTimeout):
+        client.call({}, "echo", value=1)
+    assert ep1.received == [] and ep2.received == []
+
+
+# -- end to end: routing by instance uuid ---------------------------------------------
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def api_conf(tmp_path: Path) -> Iterator[cfg.ConfigOpts]:
+    """cellrouter.CONF with a migrated SQLite API database; reset (pools too) afterwards."""
+    conf = cellrouter.conf.setup([], default_config_files=[])
+    conf.clear_override("connection", group="database")
+    conf.clear_override("transport_url")
+    api_url = _sqlite(tmp_path / "api.db")
+    migration.sync("api", api_url)
+    conf.set_override("connection", api_url, group="api_database")
+    try:
+        yield conf
+    finally:
+        registry.reset()  # releases the API side's cell transports too
+        conf.reset()
+        format_url.cache_clear()
+        url_parts.cache_clear()
+        cellrouter.conf.setup([], default_config_files=[])
+
+
+class Deployment:
+    """Mapped SQLite cells whose queues are the given transport URLs."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.ctx: RequestContext = get_admin_context()
+        self.cells: dict[str, CellMapping] = {}
+
+    def add_cell(self, name: str, transport_url: str) -> CellMapping:
+        db_url = _sqlite(self.tmp_path / f"{name}.db")
+        migration.sync("cell", db_url)
+        cell = CellMapping.create(
+            self.ctx, name=name, database_connection=db_url, transport_url=transport_url
+        )
+        self.cells[name] = cell
+        return cell
+
+    def add_instance(self, cell: str, host: str | None) -> str:
+        instance_uuid = str(uuid.uuid4())
+        engine = sa.create_engine(self.cells[cell].database_connection, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.insert(instances).values(
+                        uuid=instance_uuid, project_id="p1", user_id="u1", host=host, deleted=0
+                    )
+                )
+        finally:
+            engine.dispose()
+        InstanceMapping.create(
+            self.ctx, instance_uuid=instance_uuid, project_id="p1", cell_mapping=self.cells[cell]
+        )
+        return instance_uuid
+
+
+@pytest.fixture
+def deployment(
+    api_conf: cfg.ConfigOpts,
+    tmp_path: Path,
+    cell_urls: dict[str, str],
+    host1_in_both: tuple[Services, Recorder, Recorder],
+) -> tuple[Deployment, Recorder, Recorder]:
+    """API DB + cell1/cell2 on their vhosts, host1 serving in both, no instances yet."""
+    _, ep1, ep2 = host1_in_both
+    dep = Deployment(tmp_path)
+    for name in ("cell1", "cell2"):
+        dep.add_cell(name, cell_urls[name])
+    return dep, ep1, ep2
+
+
+def test_routed_casts_land_in_the_right_cell(
+    deployment: tuple[Deployment, Recorder, Recorder],
+) -> None:
+    dep, ep1, ep2 = deployment
+    uuid1, uuid2 = dep.add_instance("cell1", "host1"), dep.add_instance("cell2", "host1")
+    route = routing.cast_instance(dep.ctx, uuid1, "poke", marker="a")
+    assert (route.cell_uuid, route.host) == (dep.cells["cell1"].uuid, "host1")
+    routing.cast_instance(dep.ctx, uuid2, "poke", marker="b")
+    routing.cast_instance(dep.ctx, uuid1, "poke", marker="c")
+    assert ep1.wait_for(lambda got: len(got) >= 2)
+    assert ep2.wait_for(lambda got: len(got) >= 1)
+    assert sorted(ep1.received) == [("poke", "a"), ("poke", "c")]
+    assert ep2.received == [("poke", "b")]
+
+
+def test_routed_call_returns_or_times_out(
+    deployment: tuple[Deployment, Recorder, Recorder],
+) -> None:
+    dep, ep1, ep2 = deployment
+    uuid2 = dep.add_instance("cell2", "host1")
+    assert routing.call_instance(dep.ctx, uuid2, "echo", timeout=WAIT, value=7) == [
+        "cell2",
+        7,
+        uuid2,
+    ]
+    ghost = dep.add_instance("cell1", "ghost-host")
+    with pytest.raises(messaging.MessagingTimeout):
+        routing.call_instance(dep.ctx, ghost, "echo", timeout=1, value=8)
+    assert ep1.received == [] and ep2.received == [("echo", 7)]
+
+
+def test_routing_to_a_cell_without_queue_fails(
+    deployment: tuple[Deployment, Recorder, Recorder],
+) -> None:
+    dep, ep1, ep2 = deployment
+    dep.add_cell("cell0", "none:///")
+    instance_uuid = dep.add_instance("cell0", "host1")
+    with pytest.raises(exception.CellRouterError, match="no message queue"):
+        routing.cast_instance(dep.ctx, instance_uuid, "poke", marker="x")
+    assert ep1.received == [] and ep2.received == []
