@@ -11,9 +11,19 @@ from cellrouter.build_request import BuildRequest
 from cellrouter.cell_mapping import CELL0_UUID, CellMapping
 from cellrouter.conf import CONF, setup
 from cellrouter.context import RequestContext, get_admin_context, set_target_cell, target_cell
+from cellrouter.health import cell_health
 from cellrouter.host_mapping import HostMapping
 from cellrouter.instance_mapping import InstanceMapping
+from cellrouter.listing import list_instances
 from cellrouter.routing import Route, call_instance, cast_instance, route_instance
+from cellrouter.scatter import (
+    did_not_respond_sentinel,
+    is_cell_failure,
+    scatter_gather_all_cells,
+    scatter_gather_cells,
+    scatter_gather_single_cell,
+    scatter_gather_skip_cell0,
+)
 from cellrouter.url import mask_url
 
 __all__ = [
@@ -27,10 +37,18 @@ __all__ = [
     "Route",
     "call_instance",
     "cast_instance",
+    "cell_health",
+    "did_not_respond_sentinel",
     "exception",
     "get_admin_context",
+    "is_cell_failure",
+    "list_instances",
     "mask_url",
     "route_instance",
+    "scatter_gather_all_cells",
+    "scatter_gather_cells",
+    "scatter_gather_single_cell",
+    "scatter_gather_skip_cell0",
     "set_target_cell",
     "setup",
     "target_cell",

@@ -293,3 +293,21 @@ tags = sa.Table(
     sa.Column("tag", sa.String(80), primary_key=True),
     sa.Index("ix_tags_tag", "tag"),
 )
+
+# -- operator bookkeeping --------------------------------------------------------
+
+#: Per-cell resume point of ``map_instances``: every instance of the cell with
+#: ``id <= last_instance_id`` has a mapping. Deleted with its cell.
+instance_mapping_markers = sa.Table(
+    "instance_mapping_markers",
+    metadata,
+    sa.Column(
+        "cell_id",
+        sa.Integer,
+        sa.ForeignKey("cell_mappings.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("last_instance_id", sa.Integer, nullable=False),
+    *_timestamps(),
+)

@@ -77,8 +77,11 @@ class BuildRequest:
             "created_at": utcnow(),
             "updated_at": None,
         }
-        with api_engine().begin() as conn:
-            result = conn.execute(sa.insert(build_requests).values(values))
+        try:
+            with api_engine().begin() as conn:
+                result = conn.execute(sa.insert(build_requests).values(values))
+        except sa.exc.IntegrityError:
+            raise exception.BuildRequestExists(uuid=instance_uuid) from None
         return cls(id=result.inserted_primary_key[0], **values)
 
     def destroy(self, ctx: object) -> None:

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cellrouter import events, exception
-from cellrouter.api_schema import cell_mappings, instance_mappings
+from cellrouter.api_schema import cell_mappings, host_mappings, instance_mappings
 from cellrouter.conf import get_conf
 from cellrouter.database import api_engine
 from cellrouter.engine import parse_db_url
 from cellrouter.types import utcnow
 from cellrouter.url import format_url, mask_url
 
-__all__ = ["CELL0_UUID", "CellMapping", "validate_transport_url"]
+__all__ = ["CELL0_UUID", "CellMapping", "format_cell_url", "validate_transport_url"]
 
 #: The well-known uuid of cell0, where instances that could not be scheduled live.
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
@@ -41,7 +41,12 @@ JOINED_COLUMNS = tuple(c.label(f"cm_{c.name}") for c in cell_mappings.c)
 _BY_UUID = sa.select(cell_mappings).where(cell_mappings.c.uuid == sa.bindparam("uuid"))
 
 
-def _format(template: str, kind: str) -> str:
+def format_cell_url(template: str, kind: str, strict: bool = True) -> str:
+    """A stored cell URL as this process connects to it (templates filled from config).
+
+    ``strict=False`` returns an unfillable template as is (listing must not
+    fail); targeting and writes use the strict form, which raises InvalidURL.
+    """
     if "{" not in template:
         return template
     conf = get_conf()
@@ -49,7 +54,9 @@ def _format(template: str, kind: str) -> str:
     try:
         return format_url(template, default, kind)
     except exception.InvalidURL:
-        return template  # reported when the cell is targeted, not when it is listed
+        if strict:
+            raise
+        return template
 
 
 def validate_transport_url(url: str) -> None:
@@ -62,8 +69,8 @@ def validate_transport_url(url: str) -> None:
 
 
 def _validate(database_connection: str, transport_url: str) -> None:
-    parse_db_url(_format(database_connection, "database"))
-    validate_transport_url(_format(transport_url, "transport"))
+    parse_db_url(format_cell_url(database_connection, "database"))
+    validate_transport_url(format_cell_url(transport_url, "transport"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -111,8 +118,8 @@ class CellMapping:
             id=m[prefix + "id"],
             uuid=m[prefix + "uuid"],
             name=m[prefix + "name"],
-            database_connection=_format(db_tpl, "database"),
-            transport_url=_format(mq_tpl, "transport"),
+            database_connection=format_cell_url(db_tpl, "database", strict=False),
+            transport_url=format_cell_url(mq_tpl, "transport", strict=False),
             disabled=bool(m[prefix + "disabled"]),
             created_at=m[prefix + "created_at"],
             updated_at=m[prefix + "updated_at"],
@@ -162,6 +169,21 @@ class CellMapping:
             .order_by(cell_mappings.c.id)
         )
 
+    def uses_url(self, kind: str, url: str) -> bool:
+        """Whether this cell's ``kind`` ("database"/"transport") URL is ``url``.
+
+        Compares both as stored and as formatted here, on either side, so a
+        template and the URL it expands to are the same URL. cell0's
+        ``none:///`` is shared by design and never matches.
+        """
+        if not url or url == NO_TRANSPORT_URL:
+            return False
+        if kind == "database":
+            mine = (self.database_connection, self.database_connection_template)
+        else:
+            mine = (self.transport_url, self.transport_url_template)
+        return url in mine or format_cell_url(url, kind, strict=False) in mine
+
     @classmethod
     def get_by_urls(
         cls,
@@ -170,20 +192,12 @@ class CellMapping:
         transport_url: str | None = None,
     ) -> list[CellMapping]:
         """Cells using either URL (as stored or as formatted here)."""
-        found = []
-        for cell in cls.get_all(ctx):
-            if database_connection and database_connection in (
-                cell.database_connection,
-                cell.database_connection_template,
-            ):
-                found.append(cell)
-            elif (
-                transport_url
-                and transport_url != NO_TRANSPORT_URL
-                and transport_url in (cell.transport_url, cell.transport_url_template)
-            ):
-                found.append(cell)
-        return found
+        return [
+            cell
+            for cell in cls.get_all(ctx)
+            if (database_connection and cell.uses_url("database", database_connection))
+            or (transport_url and cell.uses_url("transport", transport_url))
+        ]
 
     # -- writing ------------------------------------------------------------
 
@@ -267,7 +281,13 @@ class CellMapping:
                     sa.delete(cell_mappings).where(cell_mappings.c.uuid == self.uuid)
                 )
         except sa.exc.IntegrityError:
-            raise exception.CellHasHosts(uuid=self.uuid) from None
+            with api_engine().connect() as conn:
+                hosts = conn.execute(
+                    sa.select(host_mappings.c.id).where(host_mappings.c.cell_id == self.id).limit(1)
+                ).first()
+            if hosts is not None:
+                raise exception.CellHasHosts(uuid=self.uuid) from None
+            raise exception.CellHasInstances(uuid=self.uuid) from None
         if result.rowcount == 0:
             raise exception.CellMappingNotFound(uuid=self.uuid)
         events.mapping_changed("cell", (self.uuid,))

@@ -19,6 +19,8 @@ from typing import Any
 from oslo_config import cfg
 
 from cellrouter import command, conf, exception
+from cellrouter.discovery import DiscoveryResult
+from cellrouter.status import Probe
 from cellrouter.url import mask_url
 
 __all__ = ["build_parser", "main"]
@@ -124,9 +126,410 @@ def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: i
     add_command(db, "version", _db_version, "Print [database]/connection's revision.")
 
 
+# -- cell_v2 -------------------------------------------------------------------
+
+
+def _option(parser: argparse.ArgumentParser, name: str, **kw: Any) -> None:
+    """Add ``name`` and its other spelling (``_`` <-> ``-``): Nova mixes both styles."""
+    stem = name[2:]
+    other = stem.replace("_", "-") if "_" in stem else stem.replace("-", "_")
+    flags = [name] if other == stem else [name, f"--{other}"]
+    parser.add_argument(*flags, dest=stem.replace("-", "_"), **kw)
+
+
+def _shown(url: str, verbose: bool = False) -> str:
+    """``url`` as printed: masked unless the operator asked for secrets."""
+    return url if verbose else mask_url(url)
+
+
+def _map_cell0(args: argparse.Namespace) -> int:
+    result = command.map_cell0(args.database_connection)
+    if result.created:
+        out(f"Cell0 mapped to database {mask_url(result.cell.database_connection)}.")
+    else:
+        out("Cell0 is already setup.")
+    return 0
+
+
+def _create_cell(args: argparse.Namespace) -> int:
+    cell = command.create_cell(
+        args.name, args.database_connection, args.transport_url, disabled=args.disabled
+    )
+    if args.verbose:
+        out(cell.uuid)
+    return 0
+
+
+def _list_cells(args: argparse.Namespace) -> int:
+    rows = [
+        (
+            cell.name,
+            cell.uuid,
+            _shown(cell.transport_url, args.verbose),
+            _shown(cell.database_connection, args.verbose),
+            cell.disabled,
+        )
+        for cell in command.list_cells()
+    ]
+    out(table(["Name", "UUID", "Transport URL", "Database Connection", "Disabled"], rows))
+    return 0
+
+
+def _update_cell(args: argparse.Namespace) -> int:
+    result = command.update_cell(
+        args.cell_uuid,
+        name=args.name,
+        transport_url=args.transport_url,
+        database_connection=args.database_connection,
+        disable=args.disable,
+        enable=args.enable,
+    )
+    parts = [f"updated ({', '.join(result.changed)})"] if result.changed else []
+    if result.already:
+        parts.append(f"already {result.already}")
+    out(f"Cell {result.cell.identity}: {'; '.join(parts) or 'nothing to update'}.")
+    return 0
+
+
+def _delete_cell(args: argparse.Namespace) -> int:
+    result = command.delete_cell(args.cell_uuid, force=args.force)
+    removed = ""
+    if result.host_mappings or result.instance_mappings:
+        removed = (
+            f" with {result.host_mappings} host mapping(s) and "
+            f"{result.instance_mappings} instance mapping(s)"
+        )
+    out(f"Cell {result.cell.identity} deleted{removed}.")
+    return 0
+
+
+def _report_discovery(result: DiscoveryResult, verbose: bool) -> None:
+    """New hosts (verbose) on stdout; conflicts and unreadable cells on stderr."""
+    if verbose:
+        for cell_uuid, host in result.new_hosts:
+            out(f"Host {host} mapped to cell {cell_uuid}.")
+    for conflict in result.conflicts:
+        err(
+            f"Host {conflict.host} found in cell {conflict.cell_uuid} is already mapped to "
+            f"cell {conflict.mapped_cell_uuid}: left there."
+        )
+    for cell_uuid, reason in sorted(result.failed_cells.items()):
+        err(f"Cell {cell_uuid} skipped: {mask_url(reason)}")
+
+
+def _discover_hosts(args: argparse.Namespace) -> int:
+    result = command.discover_hosts(args.cell_uuid, by_service=args.by_service)
+    _report_discovery(result, args.verbose)
+    out(f"{len(result.new_hosts)} new host(s) mapped.")
+    if result.conflicts:
+        return 3
+    if result.failed_cells or (args.strict and not result.new_hosts):
+        return 1
+    return 0
+
+
+def _progress(examined: int, mapped: int) -> None:
+    sys.stderr.write(f"\rexamined {examined} instance(s), mapped {mapped}")
+    sys.stderr.flush()
+
+
+def _map_instances(args: argparse.Namespace) -> int:
+    max_count = command.parse_max_count(args.max_count)
+    progress = _progress if sys.stderr.isatty() else None
+    result = command.map_instances(args.cell_uuid, max_count, reset=args.reset, progress=progress)
+    if progress is not None and result.examined:
+        err("")
+    if result.complete:
+        out(f"All instances of cell {args.cell_uuid} are mapped ({result.mapped} new).")
+        return 0
+    out(f"{result.mapped} instance(s) mapped; more remain: run the command again.")
+    return 1
+
+
+def _map_cell_and_hosts(args: argparse.Namespace) -> int:
+    result = command.map_cell_and_hosts(args.transport_url, args.name)
+    _report_discovery(result.discovery, args.verbose)
+    state = "created" if result.created else "already mapped"
+    out(f"Cell {result.cell.identity} {state}; {len(result.discovery.new_hosts)} new host(s).")
+    if args.verbose:
+        out(result.cell.uuid)
+    return 1 if result.discovery.failed_cells else 0
+
+
+def _simple_cell_setup(args: argparse.Namespace) -> int:
+    result = command.simple_cell_setup(args.transport_url)
+    _report_discovery(result.cell.discovery, verbose=False)
+    out(
+        f"Done: cell0 {'mapped' if result.cell0.created else 'already mapped'} "
+        f"(schema {result.cell0_schema.after or 'base'}), cell {result.cell.cell.identity} "
+        f"{'created' if result.cell.created else 'already mapped'}, "
+        f"{len(result.cell.discovery.new_hosts)} new host(s), "
+        f"{result.instances.mapped} new instance mapping(s)."
+    )
+    return 0
+
+
+_VERIFY: dict[command.InstanceState, tuple[int, str]] = {
+    command.InstanceState.MAPPED: (0, "Instance {uuid} is in cell {cell}."),
+    command.InstanceState.NOT_MAPPED: (1, "Instance {uuid} is not mapped."),
+    command.InstanceState.BUILDING: (
+        2,
+        "Instance {uuid} is not mapped to a cell yet: it is probably still building.",
+    ),
+    command.InstanceState.SOFT_DELETED: (
+        3,
+        "Instance {uuid} has been deleted in cell {cell}; its mapping remains.",
+    ),
+    command.InstanceState.ARCHIVED: (
+        4,
+        "Instance {uuid} is mapped to cell {cell} but is no longer there (archived?).",
+    ),
+    command.InstanceState.CELL_UNREACHABLE: (
+        5,
+        "Instance {uuid} is mapped to cell {cell}, which is unreachable: {reason}",
+    ),
+}
+
+
+def _verify_instance(args: argparse.Namespace) -> int:
+    result = command.verify_instance(args.uuid)
+    code, message = _VERIFY[result.state]
+    if not args.quiet:
+        cell = result.cell.identity if result.cell is not None else None
+        out(mask_url(message.format(uuid=result.uuid, cell=cell, reason=result.reason)))
+    return code
+
+
+def _list_hosts(args: argparse.Namespace) -> int:
+    rows = [
+        (m.cell_mapping.name, m.cell_mapping.uuid, m.host)
+        for m in command.list_hosts(args.cell_uuid)
+    ]
+    out(table(["Cell Name", "Cell UUID", "Hostname"], rows))
+    return 0
+
+
+def _delete_host(args: argparse.Namespace) -> int:
+    mapping = command.delete_host(args.cell_uuid, args.host)
+    out(f"Host {mapping.host} deleted from cell {mapping.cell_mapping.identity}.")
+    return 0
+
+
+def _probe_text(probe: Probe) -> str:
+    if probe.state == "ok" and probe.latency_ms:
+        return f"ok ({probe.latency_ms:.1f} ms)"
+    return {"unreachable": "UNREACHABLE"}.get(probe.state, probe.state)
+
+
+def _status(args: argparse.Namespace) -> int:
+    statuses = command.status()
+    headers = ["Name", "UUID", "Disabled", "Database", "Queue", "Hosts", "Instances"]
+    if args.verbose:
+        headers += ["Database Connection", "Transport URL"]
+    rows = []
+    for st in statuses:
+        row = [
+            st.cell.name,
+            st.cell.uuid,
+            st.cell.disabled,
+            _probe_text(st.probe.database),
+            _probe_text(st.probe.queue),
+            st.hosts,
+            st.instances,
+        ]
+        if args.verbose:
+            row += [mask_url(st.cell.database_connection), mask_url(st.cell.transport_url)]
+        rows.append(row)
+    out(table(headers, rows))
+    down = [st for st in statuses if not st.reachable]
+    for st in statuses:
+        for what, probe in (("database", st.probe.database), ("queue", st.probe.queue)):
+            if probe.error and (probe.failed or args.verbose):
+                out(mask_url(f"{st.cell.identity}: {what}: {probe.error}"))
+    if down:
+        out(f"{len(down)} of {len(statuses)} cell(s) unreachable.")
+        return 1
+    out(f"All {len(statuses)} cell(s) reachable.")
+    return 0
+
+
+def _add_cell_v2_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    group = categories.add_parser(
+        "cell_v2", help="cells v2: cell, host and instance mappings"
+    ).add_subparsers(dest="command", required=True, metavar="COMMAND")
+    url_help = "(default: [database]/connection)"
+    mq_help = "(default: [DEFAULT]/transport_url)"
+
+    p = add_command(
+        group, "map_cell0", _map_cell0, "Map cell0.", codes="0 created or already mapped"
+    )
+    _option(
+        p,
+        "--database_connection",
+        metavar="URL",
+        help="(default: [database]/connection with the database name suffixed _cell0)",
+    )
+
+    p = add_command(
+        group,
+        "create_cell",
+        _create_cell,
+        "Map a new cell.",
+        errors={exception.MissingURL: 1, exception.InvalidURL: 1, exception.DuplicateCellURL: 2},
+        codes="0 created; 1 a URL is missing or invalid; 2 another cell has this database "
+        "or transport URL",
+    )
+    _option(p, "--name", help="cell name")
+    _option(p, "--database_connection", metavar="URL", help=url_help)
+    _option(p, "--transport-url", metavar="URL", help=mq_help)
+    _option(p, "--verbose", action="store_true", help="print the new cell's uuid")
+    _option(p, "--disabled", action="store_true", help="create the cell disabled")
+
+    p = add_command(group, "list_cells", _list_cells, "List the cells.", codes="0")
+    _option(p, "--verbose", action="store_true", help="show passwords")
+
+    p = add_command(
+        group,
+        "update_cell",
+        _update_cell,
+        "Change a cell's properties; options not given keep their values.",
+        errors={
+            exception.CellMappingNotFound: 1,
+            exception.InvalidURL: 2,
+            exception.DuplicateCellURL: 3,
+            exception.ConflictingOptions: 4,
+            exception.CellIsCell0: 5,
+        },
+        codes="0 updated or already in that state; 1 cell not found; 2 update failed "
+        "(invalid URL); 3 URL used by another cell; 4 both --disable and --enable; "
+        "5 cell0 cannot be enabled or disabled",
+    )
+    _option(p, "--cell_uuid", required=True)
+    _option(p, "--name")
+    _option(p, "--transport-url", metavar="URL")
+    _option(p, "--database_connection", metavar="URL")
+    _option(p, "--disable", action="store_true", help="stop scheduling to this cell")
+    _option(p, "--enable", action="store_true", help="schedule to this cell again")
+
+    p = add_command(
+        group,
+        "delete_cell",
+        _delete_cell,
+        "Unmap a cell.",
+        errors={
+            exception.CellMappingNotFound: 1,
+            exception.CellHasHosts: 2,
+            exception.CellHasInstances: 3,
+            exception.CellHasOnlyDeletedInstances: 4,
+        },
+        codes="0 deleted; 1 not found; 2 hosts mapped (use --force); 3 instances in the "
+        "cell; 4 only mappings of deleted instances left (use --force)",
+    )
+    _option(p, "--cell_uuid", required=True)
+    _option(
+        p,
+        "--force",
+        action="store_true",
+        help="also delete its host mappings and the mappings of its deleted instances",
+    )
+
+    p = add_command(
+        group,
+        "discover_hosts",
+        _discover_hosts,
+        "Map the compute hosts of the cells that are not mapped yet.",
+        codes="0 done; 1 with --strict: no new host, or a cell could not be read; "
+        "3 a host is already mapped to another cell (left there)",
+    )
+    _option(p, "--cell_uuid", help="only this cell")
+    _option(p, "--verbose", action="store_true", help="list each newly mapped host")
+    _option(p, "--strict", action="store_true", help="exit 1 unless a new host was mapped")
+    _option(p, "--by-service", action="store_true", help="find hosts by compute service")
+
+    p = add_command(
+        group,
+        "map_instances",
+        _map_instances,
+        "Create the missing instance mappings of a cell (resumable).",
+        errors={exception.CellMappingNotFound: 2, exception.InvalidMaxCount: 127},
+        codes="0 all mapped; 1 more remain (run again); 2 cell not found; 127 invalid --max-count",
+    )
+    _option(p, "--cell_uuid", required=True)
+    _option(p, "--max-count", metavar="N", help="examine at most N instances in this run")
+    _option(p, "--reset", action="store_true", help="rescan the cell from the start")
+
+    p = add_command(
+        group,
+        "map_cell_and_hosts",
+        _map_cell_and_hosts,
+        "Map the cell of [database]/connection (or reuse it) and its hosts.",
+        codes="0 done; 1 a URL is missing or invalid, or the cell's database cannot be read",
+    )
+    _option(p, "--transport-url", metavar="URL", help=mq_help)
+    _option(p, "--name", help="name of the cell, if it is created")
+    _option(p, "--verbose", action="store_true", help="list new hosts and the cell uuid")
+
+    p = add_command(
+        group,
+        "simple_cell_setup",
+        _simple_cell_setup,
+        "Set up cell0 and the cell of [database]/connection with its hosts and instances.",
+        codes="0 done or already done; 1 a URL is missing or invalid, or no compute hosts",
+    )
+    _option(p, "--transport-url", metavar="URL", help=mq_help)
+
+    p = add_command(
+        group,
+        "verify_instance",
+        _verify_instance,
+        "Check an instance's mapping.",
+        codes="0 mapped and in its cell; 1 no mapping; 2 no cell yet (building); "
+        "3 deleted, mapping left; 4 gone from its cell (archived); 5 cell unreachable",
+    )
+    _option(p, "--uuid", required=True, help="instance uuid")
+    _option(p, "--quiet", action="store_true", help="print nothing, exit code only")
+
+    p = add_command(
+        group,
+        "list_hosts",
+        _list_hosts,
+        "List the host mappings.",
+        errors={exception.CellMappingNotFound: 1},
+        codes="0; 1 cell not found",
+    )
+    _option(p, "--cell_uuid", help="only this cell")
+
+    p = add_command(
+        group,
+        "delete_host",
+        _delete_host,
+        "Unmap a host from its cell.",
+        errors={
+            exception.CellMappingNotFound: 1,
+            exception.HostMappingNotFound: 2,
+            exception.HostInOtherCell: 3,
+            exception.HostHasInstances: 4,
+        },
+        codes="0 deleted; 1 cell not found; 2 host not found; 3 host mapped to another "
+        "cell; 4 host has instances",
+    )
+    _option(p, "--cell_uuid", required=True)
+    _option(p, "--host", required=True)
+
+    p = add_command(
+        group,
+        "status",
+        _status,
+        "Probe every cell's database and queue.",
+        codes="0 every cell reachable; 1 some unreachable",
+    )
+    _option(p, "--verbose", action="store_true", help="show (masked) URLs and probe notes")
+
+
 #: Functions that add a category's commands; other modules append theirs.
 CATEGORIES: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_db_commands,
+    _add_cell_v2_commands,
 ]
 
 

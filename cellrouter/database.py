@@ -9,6 +9,7 @@ write the API database, whatever the calling code does.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from sqlalchemy.engine import Engine
@@ -75,3 +76,12 @@ def reset() -> None:
     """Dispose both engines (configuration reloaded, tests)."""
     _api.reset()
     _local.reset()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would never be released here.
+    for slot in (_api, _local):
+        slot._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,15 +9,21 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BuildRequestExists",
     "BuildRequestNotFound",
     "CellHasHosts",
     "CellHasInstances",
+    "CellHasOnlyDeletedInstances",
+    "CellIsCell0",
     "CellMappingExists",
     "CellMappingNotFound",
     "CellRouterError",
     "CellUnavailable",
     "ConfigurationError",
+    "ConflictingOptions",
     "DuplicateCellURL",
+    "HostHasInstances",
+    "HostInOtherCell",
     "HostMappingExists",
     "HostMappingNotFound",
     "InstanceMappingExists",
@@ -25,9 +31,12 @@ __all__ = [
     "InstanceNotFound",
     "InstanceNotScheduled",
     "InvalidMarker",
+    "InvalidMaxCount",
     "InvalidSortKey",
     "InvalidURL",
     "MissingConnection",
+    "MissingURL",
+    "NoComputeHosts",
     "NotFound",
     "UnknownRevision",
     "UpcallForbidden",
@@ -105,6 +114,10 @@ class HostMappingExists(CellRouterError):
     msg_fmt = "Host {host} is already mapped to cell {cell}."
 
 
+class BuildRequestExists(CellRouterError):
+    msg_fmt = "Instance {uuid} already has a build request."
+
+
 class InstanceMappingExists(CellRouterError):
     msg_fmt = "Instance {uuid} already has a mapping."
 
@@ -129,5 +142,40 @@ class InvalidMarker(CellRouterError):
     msg_fmt = "Marker {marker} not found."
 
 
+class InvalidMaxCount(CellRouterError):
+    msg_fmt = "max_count must be a positive integer, not {value!r}."
+
+
 class UnknownRevision(CellRouterError):
     msg_fmt = "Unknown {tier} schema revision {revision!r} (known: {known})."
+
+
+class MissingURL(ConfigurationError):
+    msg_fmt = "No {kind} URL: pass {option} or set {config} in the configuration file."
+
+
+class ConflictingOptions(CellRouterError):
+    msg_fmt = "Options {options} cannot be used together."
+
+
+class CellIsCell0(CellRouterError):
+    msg_fmt = "Cell0 cannot be {action}: it only holds instances that failed to schedule."
+
+
+class CellHasOnlyDeletedInstances(CellRouterError):
+    msg_fmt = (
+        "Cell {uuid} still has mappings of {count} deleted instance(s); archive them "
+        "(db archive_deleted_rows) or delete the cell with --force."
+    )
+
+
+class HostInOtherCell(CellRouterError):
+    msg_fmt = "Host {host} is mapped to cell {other}, not to cell {cell}."
+
+
+class HostHasInstances(CellRouterError):
+    msg_fmt = "Host {host} still has {count} instance(s) in cell {cell}."
+
+
+class NoComputeHosts(CellRouterError):
+    msg_fmt = "No compute hosts found in {where}: start the compute services first."

@@ -41,6 +41,12 @@ def _cell_id(cell_uuid: str) -> sa.ScalarSelect[Any]:
     return sa.select(cell_mappings.c.id).where(cell_mappings.c.uuid == cell_uuid).scalar_subquery()
 
 
+def _cell_exists(cell_id: int) -> bool:
+    with api_engine().connect() as conn:
+        stmt = sa.select(cell_mappings.c.id).where(cell_mappings.c.id == cell_id)
+        return conn.execute(stmt).first() is not None
+
+
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
@@ -161,6 +167,8 @@ class InstanceMapping:
             with api_engine().begin() as conn:
                 result = conn.execute(sa.insert(instance_mappings).values(values))
         except sa.exc.IntegrityError:
+            if cell_mapping is not None and not _cell_exists(cell_mapping.id):
+                raise exception.CellMappingNotFound(uuid=cell_mapping.uuid) from None
             raise exception.InstanceMappingExists(uuid=instance_uuid) from None
         events.mapping_changed("instance", (instance_uuid,))
         return cls(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from cellrouter import database, events
-from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping
+from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
 
@@ -105,6 +105,10 @@ def get(cell: CellMapping) -> CellConnection:
 
 def _build(key: _Key, identity: str) -> CellConnection:
     global _by_key
+    # A URL still holding {placeholders} could not be filled from this
+    # process's configuration: say why instead of connecting to it literally.
+    format_cell_url(key[1], "database")
+    format_cell_url(key[2], "transport")
     stale: list[CellConnection] = []
     with _lock:
         found = _by_key.get(key)

@@ -24,13 +24,15 @@ __all__ = ["MASK", "format_url", "mask_url", "url_parts"]
 
 MASK = "****"
 
-_FIELDS = ("scheme", "username", "password", "hostname", "port", "path", "query", "fragment")
-_HOST_FIELDS = ("username", "password", "hostname", "port")
-
-# scheme://netloc where netloc may hold several comma-separated user:pass@host:port
-_URL_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<netloc>[^/?#\s\"'<>]*)")
+# scheme://netloc where netloc may hold several comma-separated user:pass@host:port;
+# a password may hold unescaped / ? # (SQLAlchemy accepts them), so the userinfo
+# runs to the last @ of the URL.
+_URL_RE = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)"
+    r"(?P<netloc>(?:[^@\s\"'<>]*@)?[^/?#\s\"'<>]*)"
+)
 _SECRET_PARAM_RE = re.compile(
-    r"(?P<key>(?:^|(?<=[?&;\s]))[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api_key"
+    r"(?P<key>(?:^|(?<=[?&;,(\s]))[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api_key"
     r"|apikey|credential)[A-Za-z0-9_.\-]*=)(?P<value>[^&;#\s\"']*)",
     re.IGNORECASE,
 )

@@ -1,0 +1,254 @@
+"""Cross-cell listing and scatter-gather benchmark (SQLite, one run, one table).
+
+    python bench/bench_listing.py [--rows-per-cell 2000] [--repeat 7]
+
+Measures, in this process and this run:
+
+* the first page (limit 1000, ``created_at desc``) over 3 cells x N instances
+  against the same list on one database holding all 3 x N rows (target <= 2x;
+  Nova 34 takes about 570 ms here);
+* a full walk of all pages (limit 1000) over both layouts;
+* ``scatter_gather_all_cells`` over the 3 cells with a trivial fn (Nova about
+  0.38 ms; target <= half);
+* the first page over 1, 4, 16 and 64 cells of N instances each.
+
+Every deployment lives in a temporary directory: an SQLite API database and
+SQLite cell databases migrated with ``cellrouter.migration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# The repository itself, whatever the current directory (run as a plain script).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa  # noqa: E402
+
+from cellrouter import conf as cr_conf  # noqa: E402
+from cellrouter import migration  # noqa: E402
+from cellrouter.api_schema import instance_mappings  # noqa: E402
+from cellrouter.cell_mapping import CellMapping  # noqa: E402
+from cellrouter.cell_schema import instances  # noqa: E402
+from cellrouter.context import RequestContext, get_admin_context  # noqa: E402
+from cellrouter.instance import deleted_filter  # noqa: E402
+from cellrouter.listing import ListResult, list_instances  # noqa: E402
+from cellrouter.scatter import scatter_gather_all_cells  # noqa: E402
+
+PAGE = 1000
+NOVA_FIRST_PAGE_MS = 570.0
+NOVA_SCATTER_MS = 0.38
+SCALING_CELLS = (1, 4, 16, 64)
+_EPOCH = datetime.datetime(2024, 1, 1)
+_STATES = ("active", "stopped", "error", "building")
+
+
+class Deployment:
+    """An API database and its cells, each cell holding ``rows_per_cell`` instances."""
+
+    def __init__(self, root: Path, name: str, cells: int, rows_per_cell: int, seed: int) -> None:
+        self.api_url = f"sqlite:///{root / f'{name}-api.db'}"
+        migration.sync("api", self.api_url)
+        self.use()
+        ctx = get_admin_context()
+        rng = random.Random(seed)
+        self.cells: list[CellMapping] = []
+        api = sa.create_engine(self.api_url)
+        for index in range(cells):
+            url = f"sqlite:///{root / f'{name}-cell{index}.db'}"
+            migration.sync("cell", url)
+            cell = CellMapping.create(
+                ctx, name=f"{name}-{index}", database_connection=url, transport_url="none:///"
+            )
+            self.cells.append(cell)
+            rows = [_instance(rng) for _ in range(rows_per_cell)]
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(sa.insert(instances), rows)
+            engine.dispose()
+            with api.begin() as conn:
+                conn.execute(
+                    sa.insert(instance_mappings),
+                    [
+                        {
+                            "instance_uuid": row["uuid"],
+                            "cell_id": cell.id,
+                            "project_id": row["project_id"],
+                            "user_id": row["user_id"],
+                            "created_at": row["created_at"],
+                        }
+                        for row in rows
+                    ],
+                )
+        api.dispose()
+
+    def use(self) -> None:
+        """Make this deployment's API database the configured one."""
+        cr_conf.get_conf().set_override("connection", self.api_url, group="api_database")
+
+
+def _instance(rng: random.Random) -> dict[str, Any]:
+    created = _EPOCH + datetime.timedelta(microseconds=rng.randrange(10**13))
+    return {
+        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "project_id": f"project-{rng.randrange(20)}",
+        "user_id": f"user-{rng.randrange(50)}",
+        "host": f"compute-{rng.randrange(100)}",
+        "node": "node",
+        "display_name": f"vm-{rng.randrange(10**6)}",
+        "hostname": "vm",
+        "vm_state": rng.choice(_STATES),
+        "power_state": 1,
+        "memory_mb": 2048,
+        "vcpus": 2,
+        "root_gb": 20,
+        "image_ref": "image",
+        "availability_zone": "nova",
+        "created_at": created,
+        "updated_at": created,
+        "launched_at": created,
+        "deleted": 0,
+    }
+
+
+def best_and_median(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(min, median) wall seconds of ``repeat`` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def first_page(ctx: RequestContext, cells: list[CellMapping]) -> ListResult:
+    return list_instances(
+        ctx, cells=cells, limit=PAGE, sort_keys=["created_at"], sort_dirs=["desc"]
+    )
+
+
+def walk(ctx: RequestContext, cells: list[CellMapping]) -> int:
+    """List every page; returns the number of rows seen."""
+    marker, seen = None, 0
+    while True:
+        result = list_instances(ctx, cells=cells, limit=PAGE, marker=marker)
+        seen += len(result.rows)
+        marker = result.next_marker
+        if marker is None:
+            return seen
+
+
+def raw_query(ctx: RequestContext, url: str) -> Callable[[], list[Any]]:
+    """The same page as one plain SQLAlchemy query on one database (no cellrouter)."""
+    engine = sa.create_engine(url)
+    stmt = (
+        sa.select(instances)
+        .where(deleted_filter(ctx))
+        .order_by(instances.c.created_at.desc(), instances.c.uuid.desc())
+        .limit(PAGE)
+    )
+
+    def run() -> list[Any]:
+        with engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows-per-cell", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    n, repeat = args.rows_per_cell, args.repeat
+
+    cr_conf.setup([], default_config_files=[])
+    ctx = get_admin_context()
+    table: list[tuple[str, str, str]] = []
+
+    def line(label: str, value: str, note: str = "") -> None:
+        table.append((label, value, note))
+        print(f"{label:<58} {value:>12}  {note}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        three = Deployment(root, "three", 3, n, seed=1)
+        single = Deployment(root, "single", 1, 3 * n, seed=1)
+        print(f"# setup {time.perf_counter() - t0:.1f}s; SQLite, {3 * n} instances\n")
+
+        single.use()
+        raw_min, _ = best_and_median(raw_query(ctx, single.cells[0].database_connection), repeat)
+        one_min, one_med = best_and_median(lambda: first_page(ctx, single.cells), repeat)
+        walk_one = best_and_median(lambda: walk(ctx, single.cells), max(3, repeat // 2))[0]
+        three.use()
+        three_min, three_med = best_and_median(lambda: first_page(ctx, three.cells), repeat)
+        walk_three = best_and_median(lambda: walk(ctx, three.cells), max(3, repeat // 2))[0]
+        assert walk(ctx, three.cells) == 3 * n
+
+        line("first page, plain SQLAlchemy query on one DB", f"{raw_min * 1e3:.1f} ms")
+        line("first page, list_instances on one DB (baseline)", f"{one_min * 1e3:.1f} ms")
+        line(
+            f"first page, list_instances over 3 cells x {n}",
+            f"{three_min * 1e3:.1f} ms",
+            f"{three_min / one_min:.2f}x one DB (target <= 2x); "
+            f"Nova ~{NOVA_FIRST_PAGE_MS:.0f} ms = {NOVA_FIRST_PAGE_MS / 1e3 / three_min:.0f}x slower",
+        )
+        line(
+            "  (medians: one DB / 3 cells)",
+            f"{one_med * 1e3:.1f}/{three_med * 1e3:.1f}",
+            f"{three_med / one_med:.2f}x",
+        )
+        line(f"full walk ({3 * n // PAGE + 1} pages), one DB", f"{walk_one * 1e3:.1f} ms")
+        line(
+            "full walk, 3 cells",
+            f"{walk_three * 1e3:.1f} ms",
+            f"{walk_three / walk_one:.2f}x one DB",
+        )
+
+        calls = 3000
+        scatter_gather_all_cells(ctx, _trivial)
+
+        def scatter_many() -> None:
+            for _ in range(calls):
+                scatter_gather_all_cells(ctx, _trivial)
+
+        scatter_min, _ = best_and_median(scatter_many, 3)
+        per_call = scatter_min / calls
+        line(
+            "scatter_gather_all_cells, 3 cells, trivial fn",
+            f"{per_call * 1e3:.3f} ms",
+            f"{per_call * 1e3 / NOVA_SCATTER_MS:.2f}x Nova's {NOVA_SCATTER_MS} ms (target <= 0.5x)",
+        )
+
+        print()
+        base: float | None = None
+        for count in SCALING_CELLS:
+            deployment = Deployment(root, f"scale{count}", count, n, seed=count)
+            best, _ = best_and_median(lambda: first_page(ctx, deployment.cells), repeat)
+            base = base or best
+            line(
+                f"first page over {count} cells x {n}",
+                f"{best * 1e3:.1f} ms",
+                f"{best / base:.2f}x 1 cell",
+            )
+    print(f"\n# {len(table)} measurements, total {time.perf_counter() - t0:.0f}s")
+
+
+def _trivial(cctx: RequestContext) -> int:
+    return 1
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Set-based writes shared by the operator verbs: insert-ignore, IN chunks, retries, cell errors.
+
+Operator commands (``discover_hosts``, ``map_instances``) may run in several
+processes at once. They never check-then-insert row by row: they insert a
+whole batch with the backend's "insert, skip duplicates" statement, learn
+which rows they really inserted, and retry a transaction the database
+aborted to break a deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from cellrouter import exception
+from cellrouter.url import mask_url
+
+__all__ = [
+    "IN_CHUNK",
+    "cell_unavailable",
+    "chunks",
+    "existing_keys",
+    "insert_ignore",
+    "is_retryable",
+    "retry_on_deadlock",
+]
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Values per IN list: far below every backend's bound-parameter limit.
+IN_CHUNK = 500
+
+#: MariaDB/MySQL: 1213 deadlock, 1205 lock wait timeout, 1020 record changed since
+#: last read (MariaDB >= 11.6 snapshot isolation).
+_MYSQL_RETRY_CODES = frozenset({1020, 1205, 1213})
+#: PostgreSQL: serialization failure, deadlock detected.
+_PG_RETRY_STATES = frozenset({"40001", "40P01"})
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert_ignore_stmt(dialect: str, table: sa.Table) -> sa.Insert:
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table).prefix_with("IGNORE")
+    raise NotImplementedError(f"no insert-ignore statement for the {dialect} dialect")
+
+
+def existing_keys(conn: sa.Connection, key: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
+    """Which of ``values`` are already in ``key``'s column (chunked IN reads)."""
+    found: set[Any] = set()
+    for chunk in chunks(values):
+        found.update(conn.execute(sa.select(key).where(key.in_(chunk))).scalars())
+    return found
+
+
+def insert_ignore(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: sa.Column[Any],
+    *,
+    skip_existing: bool = False,
+) -> list[Any]:
+    """Insert ``rows``, silently skipping those that hit a unique key; return what was inserted.
+
+    The result lists the ``key`` values of the rows this statement really
+    inserted (not those another transaction inserted first), so a caller
+    knows exactly what it created even when racing other processes. Uses
+    ``INSERT ... RETURNING`` in multi-row batches where the backend has it
+    (SQLite >= 3.35, MariaDB >= 10.5, PostgreSQL); elsewhere one statement
+    per row, judged by its rowcount.
+
+    On MariaDB this is ``INSERT IGNORE``, which also skips rows failing for
+    other reasons (e.g. a foreign key whose parent was just deleted); callers
+    only pass rows they built from existing parents.
+
+    ``skip_existing``: first drop the rows whose key already exists, where a
+    skipped duplicate would still use up an autoincrement value (MariaDB,
+    PostgreSQL) and lock the existing row. SQLite burns no value and skips
+    duplicates faster by itself, so it is not asked.
+    """
+    if skip_existing and rows and conn.dialect.name != "sqlite":
+        present = existing_keys(conn, key, [row[key.name] for row in rows])
+        rows = [row for row in rows if row[key.name] not in present]
+    if not rows:
+        return []
+    stmt = _insert_ignore_stmt(conn.dialect.name, table)
+    if conn.dialect.insert_returning and conn.dialect.use_insertmanyvalues:
+        return list(conn.execute(stmt.returning(key), list(rows)).scalars())
+    inserted = []
+    for row in rows:
+        if conn.execute(stmt, dict(row)).rowcount == 1:
+            inserted.append(row[key.name])
+    return inserted
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors that abort a transaction only because of a concurrent one."""
+    if not isinstance(exc, sa.exc.DBAPIError) or exc.connection_invalidated:
+        return False
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
+        return True
+    if getattr(orig, "sqlstate", None) in _PG_RETRY_STATES:
+        return True
+    if getattr(orig, "pgcode", None) in _PG_RETRY_STATES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def retry_on_deadlock(
+    fn: Callable[..., T], *args: Any, attempts: int = 20, base_delay: float = 0.01
+) -> T:
+    """``fn(*args)`` (one whole transaction), run again when the database aborted it.
+
+    ``fn`` must open and commit its own transaction, so a retry starts over
+    from a clean state. Backs off with jitter; the last error propagates.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn(*args)
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            delay = base_delay * min(2 ** (attempt - 1), 50) * (0.5 + random.random())
+            LOG.debug("transaction aborted by a concurrent one (attempt %d), retrying", attempt)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def cell_unavailable(identity: str, exc: Exception) -> exception.CellUnavailable:
+    """The error an operator verb raises when a cell's database fails (message masked)."""
+    orig = getattr(exc, "orig", None)
+    reason = mask_url(str(orig if orig is not None else exc))
+    return exception.CellUnavailable(cell=identity, reason=reason)

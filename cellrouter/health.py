@@ -1,0 +1,388 @@
+"""Cell health: which cells failed recently, so scatters stop waiting for them.
+
+A cell that timed out or failed to connect is marked *down* for
+``[cells]/cell_down_interval`` seconds. While it is down, scatters answer for
+it at once with :data:`~cellrouter.scatter.did_not_respond_sentinel`, and one
+background probe thread per down cell runs ``SELECT 1`` on the cell's engine
+at the end of each interval (waiting at most ``[cells]/health_probe_timeout``):
+success brings the cell back, failure keeps it down for another interval. So a
+dead cell costs one request the scatter timeout, not every request.
+
+Ordinary exceptions from the scattered function (bugs, NotFound...) mean the
+cell answered: they never mark it down.
+
+Readers never lock: the set of down cells is a dict replaced whole.
+:func:`cell_health` gives the state as immutable records for the CLI and for
+metrics. Error texts are masked (:func:`~cellrouter.url.mask_url`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+
+from cellrouter import events, exception, registry
+from cellrouter.cell_mapping import CellMapping
+from cellrouter.conf import get_conf
+from cellrouter.types import utcnow
+from cellrouter.url import mask_url
+
+__all__ = [
+    "CellHealth",
+    "cell_health",
+    "describe_error",
+    "down_cells",
+    "is_connection_error",
+    "is_down",
+    "record_failure",
+    "record_success",
+    "reset",
+]
+
+LOG = logging.getLogger(__name__)
+
+#: ``last_error`` of a cell that did not answer in time.
+TIMEOUT = "timeout"
+
+_MAX_ERROR_TEXT = 200
+
+# MySQL/MariaDB error codes and PostgreSQL SQLSTATEs that are OperationalErrors
+# of a healthy server (lock waits, deadlocks, cancelled statements).
+_TRANSIENT_MYSQL_CODES = frozenset({1205, 1213, 3024})
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CellHealth:
+    """What this process knows about one cell's health (UTC timestamps)."""
+
+    cell_uuid: str
+    identity: str
+    up: bool
+    #: when the cell was marked down (None: it is up)
+    down_since: datetime.datetime | None
+    #: when the background probe checks it next (None: it is up)
+    next_probe_at: datetime.datetime | None
+    #: timeouts, connection errors and failed probes since the last success
+    consecutive_failures: int
+    #: ``"timeout"`` or ``"ErrorClass: masked message"`` of the last failure
+    last_error: str | None
+    last_failure_at: datetime.datetime | None
+    #: seconds the last successful call (or probe) took
+    last_latency: float | None
+    last_success_at: datetime.datetime | None
+
+
+class _State:
+    """Mutable per-cell bookkeeping; :func:`cell_health` snapshots it."""
+
+    __slots__ = (
+        "cell",
+        "consecutive_failures",
+        "down_since",
+        "last_error",
+        "last_failure_at",
+        "last_latency",
+        "last_success",
+        "probing",
+        "stop",
+    )
+
+    def __init__(self, cell: CellMapping) -> None:
+        self.cell = cell
+        self.consecutive_failures = 0
+        self.down_since: datetime.datetime | None = None
+        self.last_error: str | None = None
+        self.last_failure_at: datetime.datetime | None = None
+        self.last_latency: float | None = None
+        self.last_success: float | None = None  # time.time(): cheap on the hot path
+        self.probing = False
+        self.stop = threading.Event()  # set when the cell is forgotten: its probe ends
+
+
+_lock = threading.Lock()
+_states: dict[str, _State] = {}
+#: cell uuid -> monotonic time of its next probe. Replaced whole under _lock.
+_down: dict[str, float] = {}
+#: bumped by reset(): probes of an older generation stop.
+_generation = 0
+
+
+def down_cells() -> Mapping[str, float]:
+    """The cells currently down (uuid -> monotonic time of their next probe). Lock-free."""
+    return _down
+
+
+def is_down(cell_uuid: str) -> bool:
+    return cell_uuid in _down
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that say the cell is unreachable or hung, not that fn failed.
+
+    Connection failures and timeouts count (SQLAlchemy OperationalError and
+    InterfaceError, invalidated connections, pool timeouts, socket errors,
+    :class:`~cellrouter.exception.CellUnavailable`); lock waits, deadlocks and
+    cancelled statements do not, nor does anything else fn may raise.
+    """
+    if isinstance(
+        exc,
+        exception.CellUnavailable
+        | sa.exc.DisconnectionError
+        | sa.exc.TimeoutError
+        | TimeoutError
+        | ConnectionError,
+    ):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return False
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    if code in _TRANSIENT_MYSQL_CODES:
+        return False
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return False
+    return "database is locked" not in str(orig)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ErrorClass: first line of the message"``, masked and shortened, for logs."""
+    text = str(exc).strip().splitlines()
+    message = mask_url(text[0])[:_MAX_ERROR_TEXT] if text else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _state(cell: CellMapping) -> _State:
+    state = _states.get(cell.uuid)
+    if state is None:
+        with _lock:
+            state = _states.get(cell.uuid)
+            if state is None:
+                state = _State(cell)
+                _states[cell.uuid] = state
+    return state
+
+
+def record_success(cell: CellMapping, latency: float) -> None:
+    """``cell`` answered in ``latency`` seconds (cheap: called for every cell of every scatter)."""
+    state = _states.get(cell.uuid) or _state(cell)
+    state.last_latency = latency
+    state.last_success = time.time()
+    if state.consecutive_failures:
+        state.consecutive_failures = 0
+    state.cell = cell
+
+
+def record_failure(cell: CellMapping, error: BaseException | None) -> float | None:
+    """``cell`` timed out (``error`` None) or failed to connect (``error``).
+
+    Marks the cell down unless ``[cells]/cell_down_interval`` is 0. Returns
+    the down interval when this call marked it down (None: it already was, or
+    health tracking is off), so the caller can say so in its one log line.
+    """
+    interval = get_conf().cells.cell_down_interval
+    state = _state(cell)
+    state.cell = cell
+    state.consecutive_failures += 1
+    state.last_error = TIMEOUT if error is None else describe_error(error)
+    state.last_failure_at = utcnow()
+    if interval <= 0:
+        return None
+    global _down
+    with _lock:
+        if cell.uuid in _down or _states.get(cell.uuid) is not state:
+            return None
+        state.down_since = state.last_failure_at
+        _down = {**_down, cell.uuid: time.monotonic() + interval}
+        start_probe = not state.probing
+        state.probing = True
+        generation = _generation
+    if start_probe:
+        threading.Thread(
+            target=_probe_loop,
+            args=(state, generation),
+            name=f"cellrouter-probe-{cell.uuid[:8]}",
+            daemon=True,
+        ).start()
+    return interval
+
+
+def _mark_up(state: _State, latency: float | None) -> bool:
+    """The probe of ``state`` got an answer: the cell is up (unless forgotten meanwhile)."""
+    global _down
+    cell_uuid = state.cell.uuid
+    with _lock:
+        if _states.get(cell_uuid) is not state or cell_uuid not in _down:
+            return False
+        _down = {key: value for key, value in _down.items() if key != cell_uuid}
+        state.down_since = None
+        state.consecutive_failures = 0
+        state.last_latency = latency
+        state.last_success = time.time()
+    return True
+
+
+def _probe_loop(state: _State, generation: int) -> None:
+    """One thread per down cell: probe at the end of each interval until it answers."""
+    cell_uuid = state.cell.uuid
+    pending: threading.Event | None = None  # the last probe query, if still hanging
+    try:
+        while True:
+            with _lock:  # decide to stop and clear ``probing`` atomically
+                next_probe = _down.get(cell_uuid)
+                if (
+                    next_probe is None
+                    or generation != _generation
+                    or _states.get(cell_uuid) is not state
+                ):
+                    state.probing = False
+                    return
+            delay = next_probe - time.monotonic()
+            if delay > 0:
+                state.stop.wait(delay)
+                continue
+            conf = get_conf().cells
+            ok, error, latency, pending = _probe_once(
+                state.cell, conf.health_probe_timeout, pending
+            )
+            if ok:
+                if _mark_up(state, latency):
+                    LOG.info("Cell %s is back up (probe took %.3fs)", state.cell.identity, latency)
+                continue
+            state.consecutive_failures += 1
+            state.last_error = error
+            state.last_failure_at = utcnow()
+            _extend(cell_uuid, conf.cell_down_interval)
+            LOG.debug("Cell %s is still down: %s", state.cell.identity, error)
+    except Exception:  # noqa: BLE001 - never leave a cell down without a probe
+        LOG.exception("Health probe of cell %s failed; marking it up", state.cell.identity)
+        _mark_up(state, None)
+        with _lock:
+            state.probing = False
+
+
+def _extend(cell_uuid: str, interval: float) -> None:
+    global _down
+    with _lock:
+        if cell_uuid in _down:
+            _down = {**_down, cell_uuid: time.monotonic() + max(interval, 0.05)}
+
+
+def _probe_once(
+    cell: CellMapping, timeout: float, pending: threading.Event | None
+) -> tuple[bool, str | None, float, threading.Event | None]:
+    """Run ``SELECT 1`` on the cell's engine in a scatter worker, waiting ``timeout``.
+
+    Returns (ok, error, latency, still-running probe). A probe that is still
+    hanging from the previous round counts as a failure without starting another.
+    """
+    if pending is not None and not pending.is_set():
+        return False, TIMEOUT, 0.0, pending
+    from cellrouter import scatter  # late: scatter imports this module
+
+    done = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            with registry.get(cell).engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported, never raised here
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    start = time.perf_counter()
+    scatter.submit(probe)
+    finished = done.wait(timeout)
+    latency = time.perf_counter() - start
+    if not finished:
+        return False, TIMEOUT, latency, done
+    error = outcome[0]
+    if error is None:
+        return True, None, latency, None
+    return False, describe_error(error), latency, None
+
+
+def cell_health() -> dict[str, CellHealth]:
+    """Every cell this process has talked to, keyed by uuid, as immutable records."""
+    now_wall = utcnow()
+    now_mono = time.monotonic()
+    down = _down
+    records = {}
+    for cell_uuid, state in list(_states.items()):
+        next_probe = down.get(cell_uuid)
+        records[cell_uuid] = CellHealth(
+            cell_uuid=cell_uuid,
+            identity=state.cell.identity,
+            up=next_probe is None,
+            down_since=state.down_since if next_probe is not None else None,
+            next_probe_at=(
+                now_wall + datetime.timedelta(seconds=max(next_probe - now_mono, 0.0))
+                if next_probe is not None
+                else None
+            ),
+            consecutive_failures=state.consecutive_failures,
+            last_error=state.last_error,
+            last_failure_at=state.last_failure_at,
+            last_latency=state.last_latency,
+            last_success_at=(
+                datetime.datetime.fromtimestamp(state.last_success, datetime.UTC).replace(
+                    tzinfo=None
+                )
+                if state.last_success is not None
+                else None
+            ),
+        )
+    return records
+
+
+def forget(cell_uuids: tuple[str, ...] | list[str]) -> None:
+    """Drop what is known about these cells (their mapping changed or was deleted)."""
+    global _down
+    drop = set(cell_uuids)
+    with _lock:
+        for cell_uuid in drop:
+            state = _states.pop(cell_uuid, None)
+            if state is not None:
+                state.stop.set()
+        if drop & _down.keys():
+            _down = {key: value for key, value in _down.items() if key not in drop}
+
+
+def reset() -> None:
+    """Forget everything and stop every probe (tests, configuration reload)."""
+    global _down, _generation
+    with _lock:
+        for state in _states.values():
+            state.stop.set()
+        _states.clear()
+        _down = {}
+        _generation += 1
+
+
+def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+    if kind == "cell":  # a changed URL may have fixed the cell: judge it afresh
+        forget(keys)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # the parent's probe threads do not exist here
+    reset()
+
+
+events.subscribe(_on_mapping_changed)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,329 @@
+"""Scatter-gather: run one function in many cells at once, collect what came back in time.
+
+:func:`scatter_gather_cells` runs ``fn(cctx, *args, **kwargs)`` in every cell
+in parallel, ``cctx`` being the caller's context targeted at the cell, and
+returns ``{cell_uuid: result}``. A cell that did not finish within the timeout
+maps to :data:`did_not_respond_sentinel`, a cell whose fn raised maps to the
+exception; :func:`is_cell_failure` tells both from a result.
+
+Jobs run on a small elastic pool of daemon threads: an idle thread is reused,
+a new one starts when none is idle (so a straggler that hangs past its
+timeout never delays or starves later calls), and threads idle for a while
+retire. The caller waits at most ``timeout`` in total, on one lock.
+
+Cells that :mod:`cellrouter.health` knows to be down are answered with the
+sentinel at once. Timeouts and connection errors mark a cell down; every
+failure is logged once per cell, naming the cell by its identity only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
+
+from cellrouter import cell_list, health
+from cellrouter.cell_mapping import CellMapping
+from cellrouter.conf import get_conf
+from cellrouter.context import RequestContext, target_cell
+
+__all__ = [
+    "did_not_respond_sentinel",
+    "is_cell_failure",
+    "scatter_gather_all_cells",
+    "scatter_gather_cells",
+    "scatter_gather_single_cell",
+    "scatter_gather_skip_cell0",
+    "submit",
+]
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds an idle worker thread waits for a job before it retires.
+IDLE_SECONDS: Final = 60.0
+
+
+class _Sentinel:
+    """A named singleton result (pickles and copies as itself)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+    def __reduce__(self) -> str:
+        return self._name
+
+    def __copy__(self) -> _Sentinel:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _Sentinel:
+        return self
+
+
+#: The result of a cell that did not answer within the timeout (or is known to be down).
+did_not_respond_sentinel: Final = _Sentinel("did_not_respond_sentinel")
+
+
+def is_cell_failure(value: object) -> bool:
+    """True when a scatter result is the did-not-respond sentinel or an exception."""
+    return value is did_not_respond_sentinel or isinstance(value, BaseException)
+
+
+# -- the worker pool ---------------------------------------------------------------
+
+
+class _Worker:
+    """One pool thread's mailbox: a job slot and the lock it sleeps on."""
+
+    __slots__ = ("job", "wake")
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        self.job: Callable[[], None] | None = job
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class _Pool:
+    """Elastic daemon threads: reuse an idle one, else start one; idle ones retire."""
+
+    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []  # a stack: the most recently idle runs next
+        self.threads = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                self.threads += 1
+        if worker is not None:
+            worker.job = job
+            worker.wake.release()
+            return
+        worker = _Worker(job)
+        threading.Thread(
+            target=self._run, args=(worker,), name="cellrouter-scatter", daemon=True
+        ).start()
+
+    def _run(self, worker: _Worker) -> None:
+        lock, idle = self._lock, self._idle
+        while True:
+            job, worker.job = worker.job, None
+            if job is not None:
+                try:
+                    job()
+                except BaseException:  # noqa: BLE001 - jobs report their own errors
+                    LOG.exception("scatter worker job failed")
+                job = None  # drop references before sleeping
+            with lock:
+                idle.append(worker)
+            if worker.wake.acquire(timeout=self.idle_seconds):
+                continue
+            with lock:
+                try:
+                    idle.remove(worker)
+                except ValueError:
+                    pass  # just reserved by submit(): its job is on the way
+                else:
+                    self.threads -= 1
+                    return
+            worker.wake.acquire()
+
+    def stats(self) -> tuple[int, int]:
+        """(threads alive, threads idle)."""
+        return self.threads, len(self._idle)
+
+
+_pool = _Pool()
+
+
+def submit(job: Callable[[], None]) -> None:
+    """Run ``job()`` on a pool thread (it must not raise; nobody waits for it)."""
+    _pool.submit(job)
+
+
+def pool_stats() -> tuple[int, int]:
+    """(worker threads alive, of which idle), for metrics and tests."""
+    return _pool.stats()
+
+
+# -- scatter-gather ----------------------------------------------------------------
+
+
+class _Gather:
+    """The results of one scatter; workers report into it until the caller closes it."""
+
+    __slots__ = ("args", "ctx", "done", "fn", "kwargs", "lock", "open", "remaining", "results")
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        count: int,
+    ) -> None:
+        self.ctx = ctx
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.results: dict[str, tuple[Any, float]] = {}
+        self.remaining = count
+        self.open = True
+        self.lock = threading.Lock()
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def run(self, cell: CellMapping) -> None:
+        start = time.perf_counter()
+        try:
+            with target_cell(self.ctx, cell) as cctx:
+                value = self.fn(cctx, *self.args, **self.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - the caller gets the exception
+            value = exc
+        elapsed = time.perf_counter() - start
+        with self.lock:
+            if not self.open:
+                return  # a straggler: its caller gave up on it
+            self.results[cell.uuid] = (value, elapsed)
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.release()
+
+    def wait(self, timeout: float | None) -> dict[str, tuple[Any, float]]:
+        if timeout is None:
+            self.done.acquire()
+        else:
+            self.done.acquire(timeout=max(timeout, 0.0))
+        with self.lock:
+            self.open = False
+        return self.results
+
+
+def _gather(
+    ctx: RequestContext,
+    cells: Iterable[CellMapping],
+    timeout: float | None,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, T | BaseException | _Sentinel]:
+    by_uuid = {cell.uuid: cell for cell in cells}
+    down = health.down_cells()
+    to_run = (
+        [cell for uuid, cell in by_uuid.items() if uuid not in down] if down else by_uuid.values()
+    )
+    if not to_run:
+        return dict.fromkeys(by_uuid, did_not_respond_sentinel)
+    gather = _Gather(ctx, fn, args, kwargs, len(to_run))
+    run, pool_submit = gather.run, _pool.submit
+    for cell in to_run:
+        pool_submit(functools.partial(run, cell))
+    collected = gather.wait(timeout)
+
+    results: dict[str, Any] = {}
+    for cell_uuid, cell in by_uuid.items():
+        outcome = collected.get(cell_uuid)
+        if outcome is None:
+            results[cell_uuid] = did_not_respond_sentinel
+            if cell_uuid in down:
+                LOG.debug("Cell %s is marked down: skipped", cell.identity)
+            else:
+                _report_timeout(cell, timeout)
+            continue
+        value, elapsed = outcome
+        results[cell_uuid] = value
+        if isinstance(value, BaseException):
+            _report_error(cell, value, elapsed)
+        else:
+            health.record_success(cell, elapsed)
+    return results
+
+
+def _report_timeout(cell: CellMapping, timeout: float | None) -> None:
+    interval = health.record_failure(cell, None)
+    suffix = f"; treating it as down for {interval:g}s" if interval else ""
+    LOG.warning("Cell %s did not respond within %.3gs%s", cell.identity, timeout or 0.0, suffix)
+
+
+def _report_error(cell: CellMapping, exc: BaseException, elapsed: float) -> None:
+    described = health.describe_error(exc)
+    if health.is_connection_error(exc):
+        interval = health.record_failure(cell, exc)
+        suffix = f"; treating it as down for {interval:g}s" if interval else ""
+        LOG.warning("Cell %s is unreachable: %s%s", cell.identity, described, suffix)
+        return
+    health.record_success(cell, elapsed)  # it answered, with an error of fn's own
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    LOG.warning("Cell %s raised %s%s", cell.identity, described, where)
+
+
+def _default_timeout() -> float:
+    return float(get_conf().cells.scatter_timeout)
+
+
+def scatter_gather_cells(
+    context: RequestContext,
+    cell_mappings: Iterable[CellMapping],
+    timeout: float | None,
+    fn: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, T | BaseException | _Sentinel]:
+    """Run ``fn(cctx, *args, **kwargs)`` in every cell in parallel; ``{cell_uuid: result}``.
+
+    Waits at most ``timeout`` seconds in total (None: ``[cells]/scatter_timeout``).
+    A cell that did not answer in time, or is marked down, maps to
+    :data:`did_not_respond_sentinel`; a cell whose fn raised maps to the exception.
+    """
+    if timeout is None:
+        timeout = _default_timeout()
+    return _gather(context, cell_mappings, timeout, fn, args, kwargs)
+
+
+def scatter_gather_all_cells(
+    context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> dict[str, T | BaseException | _Sentinel]:
+    """:func:`scatter_gather_cells` over every mapped cell (cell0 included)."""
+    cells = cell_list.get_all(context)
+    return _gather(context, cells, _default_timeout(), fn, args, kwargs)
+
+
+def scatter_gather_skip_cell0(
+    context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> dict[str, T | BaseException | _Sentinel]:
+    """:func:`scatter_gather_cells` over every mapped cell except cell0."""
+    cells = [cell for cell in cell_list.get_all(context) if not cell.is_cell0()]
+    return _gather(context, cells, _default_timeout(), fn, args, kwargs)
+
+
+def scatter_gather_single_cell(
+    context: RequestContext,
+    cell_mapping: CellMapping,
+    fn: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, T | BaseException | _Sentinel]:
+    """:func:`scatter_gather_cells` on one cell: a call with a timeout and health tracking."""
+    return _gather(context, (cell_mapping,), _default_timeout(), fn, args, kwargs)
+
+
+def _after_fork_in_child() -> None:
+    global _pool
+    _pool = _Pool()  # the parent's worker threads do not exist here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

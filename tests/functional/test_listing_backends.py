@@ -1,0 +1,137 @@
+"""Cross-cell listing on real MariaDB and PostgreSQL cells (one database per cell).
+
+Runs the walk property of ``tests/unit/test_listing.py`` (rows over 1-8 cells,
+random sorts over nullable columns and collation-sensitive strings, random
+page sizes, down cells with and without down-cell records) against each
+backend: the servers must order exactly like Python and like SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import sqlalchemy as sa
+from oslo_config import cfg
+
+import cellrouter.conf
+from cellrouter import cell_list, health, migration, registry
+from cellrouter.api_schema import instance_mappings
+from cellrouter.cell_mapping import CellMapping
+from cellrouter.context import get_admin_context
+from cellrouter.database import api_engine
+from cellrouter.listing import UNKNOWN_STATUS, list_instances
+
+CELLS = 8
+EXAMPLES = 60
+
+
+def _load_unit_listing_tests() -> ModuleType:
+    """tests/unit/test_listing.py under a private name (the two test trees are not packages)."""
+    name = "cellrouter_unit_test_listing"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "unit" / "test_listing.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+unit = _load_unit_listing_tests()
+
+
+@pytest.fixture
+def conf() -> Iterator[cfg.ConfigOpts]:
+    """A clean configuration; every pool, health record and cached cell list dropped after."""
+    conf = cellrouter.conf.setup([], default_config_files=[])
+    health.reset()
+    cell_list.invalidate()
+    try:
+        yield conf
+    finally:
+        health.reset()
+        cell_list.invalidate()
+        registry.reset()
+        conf.reset()
+        conf.clear_override("connection", group="api_database")
+        cellrouter.conf.setup([], default_config_files=[])
+
+
+@pytest.fixture(params=["mariadb", "postgresql"])
+def db_factory(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``make(label) -> url``: a fresh database on the parametrized backend."""
+    name = "mysql_db_factory" if request.param == "mariadb" else "pg_db_factory"
+    return request.getfixturevalue(name)
+
+
+def _deployment(conf: cfg.ConfigOpts, make_db: Callable[..., str], cells: int) -> list[CellMapping]:
+    api_url = make_db("api")
+    migration.sync("api", api_url)
+    conf.set_override("connection", api_url, group="api_database")
+    ctx = get_admin_context()
+    mapped = []
+    for index in range(cells):
+        url = make_db(f"cell{index}")
+        migration.sync("cell", url)
+        mapped.append(
+            CellMapping.create(
+                ctx, name=f"cell{index}", database_connection=url, transport_url="none:///"
+            )
+        )
+    return mapped
+
+
+def test_walking_all_pages_yields_the_sorted_union(
+    conf: cfg.ConfigOpts, db_factory: Callable[..., str]
+) -> None:
+    cells = _deployment(conf, db_factory, CELLS)
+    unit.run_walk_property(unit.ListingWorld(cells), max_examples=EXAMPLES)
+
+
+def test_unreachable_database_gives_a_flagged_partial_list(
+    conf: cfg.ConfigOpts, db_factory: Callable[..., str]
+) -> None:
+    cells = _deployment(conf, db_factory, 2)
+    ctx = get_admin_context()
+    scheme = sa.make_url(cells[0].database_connection).drivername
+    dead = CellMapping.create(  # nothing listens on port 1
+        ctx,
+        name="dead",
+        database_connection=f"{scheme}://nova:secret-pw@127.0.0.1:1/nova",
+        transport_url="none:///",
+    )
+    everywhere = [*cells, dead]
+    placed = []
+    for index in range(9):
+        at = datetime.datetime(2024, 1, 1) + datetime.timedelta(minutes=index)
+        uuid = f"00000000-0000-4000-8000-{index:012d}"
+        row = {"uuid": uuid, "created_at": at, "project_id": "p1", "user_id": "u1", "deleted": 0}
+        cell = everywhere[index % 3]
+        mapping = {"instance_uuid": uuid, "cell_id": cell.id, "project_id": "p1", "created_at": at}
+        placed.append((index % 3, row, mapping))
+    unit.ListingWorld(cells).load([item for item in placed if item[0] != 2])
+    with api_engine().begin() as conn:  # the dead cell's instances exist in the API DB only
+        conn.execute(sa.insert(instance_mappings), [m for i, _, m in placed if i == 2])
+    newest_first = [row["uuid"] for _, row, _ in reversed(placed)]
+
+    result = list_instances(ctx, cells=everywhere)
+    assert result.partial and result.down_cells == (dead.uuid,)
+    assert "secret-pw" not in repr(result.failed_cells)
+    assert [row["uuid"] for row in result.rows] == newest_first[1:3] + newest_first[4:6] + [
+        newest_first[7],
+        newest_first[8],
+    ]
+
+    result = list_instances(ctx, cells=everywhere, down_cell_records=True)
+    assert result.partial
+    assert [row["uuid"] for row in result.rows] == newest_first
+    assert [row.get("status") for row in result.rows[:4]] == [UNKNOWN_STATUS, None, None] + [
+        UNKNOWN_STATUS
+    ]
