@@ -1,6 +1,6 @@
 """Cross-cell listing and scatter-gather benchmark (SQLite, one run, one table).
 
-    python bench/bench_listing.py [--rows-per-cell 2000] [--repeat 7]
+    python bench/bench_listing.py [--rows-per-cell 2000] [--repeat 15]
 
 Measures, in this process and this run:
 
@@ -10,6 +10,8 @@ Measures, in this process and this run:
 * a full walk of all pages (limit 1000) over both layouts;
 * ``scatter_gather_all_cells`` over the 3 cells with a trivial fn (Nova about
   0.38 ms; target <= half);
+* the same first page with 20 ms added to every query (a remote database): the
+  cells are asked in parallel, so the latency is paid once, not once per cell;
 * the first page over 1, 4, 16 and 64 cells of N instances each.
 
 Every deployment lives in a temporary directory: an SQLite API database and
@@ -19,14 +21,16 @@ SQLite cell databases migrated with ``cellrouter.migration``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +38,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from cellrouter import conf as cr_conf  # noqa: E402
-from cellrouter import migration  # noqa: E402
+from cellrouter import migration, registry  # noqa: E402
 from cellrouter.api_schema import instance_mappings  # noqa: E402
 from cellrouter.cell_mapping import CellMapping  # noqa: E402
 from cellrouter.cell_schema import instances  # noqa: E402
@@ -46,6 +51,8 @@ from cellrouter.listing import ListResult, list_instances  # noqa: E402
 from cellrouter.scatter import scatter_gather_all_cells  # noqa: E402
 
 PAGE = 1000
+#: Simulated network round trip per query, to show cells are asked in parallel.
+LATENCY = 0.02
 NOVA_FIRST_PAGE_MS = 570.0
 NOVA_SCATTER_MS = 0.38
 SCALING_CELLS = (1, 4, 16, 64)
@@ -138,15 +145,44 @@ def first_page(ctx: RequestContext, cells: list[CellMapping]) -> ListResult:
     )
 
 
-def walk(ctx: RequestContext, cells: list[CellMapping]) -> int:
-    """List every page; returns the number of rows seen."""
-    marker, seen = None, 0
+def walk(ctx: RequestContext, cells: list[CellMapping]) -> tuple[int, int]:
+    """List every page; returns (rows seen, pages)."""
+    marker, seen, pages = None, 0, 0
     while True:
         result = list_instances(ctx, cells=cells, limit=PAGE, marker=marker)
-        seen += len(result.rows)
+        seen, pages = seen + len(result.rows), pages + 1
         marker = result.next_marker
         if marker is None:
-            return seen
+            return seen, pages
+
+
+@contextlib.contextmanager
+def network_latency(cells: list[CellMapping], seconds: float) -> Iterator[None]:
+    """Every query to these cells waits ``seconds`` first, like a remote database would."""
+
+    def delay(*_args: Any) -> None:
+        time.sleep(seconds)
+
+    engines = [registry.get(cell).engine for cell in cells]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", delay)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", delay)
+
+
+@contextlib.contextmanager
+def cells_option(**overrides: Any) -> Iterator[None]:
+    conf = cr_conf.get_conf()
+    for name, value in overrides.items():
+        conf.set_override(name, value, group="cells")
+    try:
+        yield
+    finally:
+        for name in overrides:
+            conf.clear_override(name, group="cells")
 
 
 def raw_query(ctx: RequestContext, url: str) -> Callable[[], list[Any]]:
@@ -161,7 +197,7 @@ def raw_query(ctx: RequestContext, url: str) -> Callable[[], list[Any]]:
 
     def run() -> list[Any]:
         with engine.connect() as conn:
-            return [row._asdict() for row in conn.execute(stmt)]
+            return list(conn.execute(stmt).all())
 
     return run
 
@@ -169,16 +205,14 @@ def raw_query(ctx: RequestContext, url: str) -> Callable[[], list[Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-cell", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     n, repeat = args.rows_per_cell, args.repeat
 
     cr_conf.setup([], default_config_files=[])
     ctx = get_admin_context()
-    table: list[tuple[str, str, str]] = []
 
     def line(label: str, value: str, note: str = "") -> None:
-        table.append((label, value, note))
         print(f"{label:<58} {value:>12}  {note}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp:
@@ -192,25 +226,51 @@ def main() -> None:
         raw_min, _ = best_and_median(raw_query(ctx, single.cells[0].database_connection), repeat)
         one_min, one_med = best_and_median(lambda: first_page(ctx, single.cells), repeat)
         walk_one = best_and_median(lambda: walk(ctx, single.cells), max(3, repeat // 2))[0]
+        with network_latency(single.cells, LATENCY):
+            slow_one, _ = best_and_median(lambda: first_page(ctx, single.cells), repeat)
         three.use()
         three_min, three_med = best_and_median(lambda: first_page(ctx, three.cells), repeat)
         walk_three = best_and_median(lambda: walk(ctx, three.cells), max(3, repeat // 2))[0]
-        assert walk(ctx, three.cells) == 3 * n
+        rows_seen, pages = walk(ctx, three.cells)
+        assert rows_seen == 3 * n, rows_seen
+        with cells_option(list_batch_size=PAGE):  # every cell asked for the whole page
+            whole_page, _ = best_and_median(lambda: first_page(ctx, three.cells), repeat)
+        with cells_option(list_batch_strategy="fixed"):
+            fixed, _ = best_and_median(lambda: first_page(ctx, three.cells), repeat)
+        with network_latency(three.cells, LATENCY):
+            slow_three, _ = best_and_median(lambda: first_page(ctx, three.cells), repeat)
 
-        line("first page, plain SQLAlchemy query on one DB", f"{raw_min * 1e3:.1f} ms")
+        line("first page, plain SQLAlchemy query on one DB (Rows)", f"{raw_min * 1e3:.1f} ms")
         line("first page, list_instances on one DB (baseline)", f"{one_min * 1e3:.1f} ms")
         line(
             f"first page, list_instances over 3 cells x {n}",
             f"{three_min * 1e3:.1f} ms",
-            f"{three_min / one_min:.2f}x one DB (target <= 2x); "
-            f"Nova ~{NOVA_FIRST_PAGE_MS:.0f} ms = {NOVA_FIRST_PAGE_MS / 1e3 / three_min:.0f}x slower",
+            f"{three_min / one_min:.2f}x one DB (target <= 2x); Nova ~{NOVA_FIRST_PAGE_MS:.0f} ms"
+            f" = {NOVA_FIRST_PAGE_MS / 1e3 / three_min:.0f}x slower",
         )
         line(
             "  (medians: one DB / 3 cells)",
             f"{one_med * 1e3:.1f}/{three_med * 1e3:.1f}",
             f"{three_med / one_med:.2f}x",
         )
-        line(f"full walk ({3 * n // PAGE + 1} pages), one DB", f"{walk_one * 1e3:.1f} ms")
+        line(
+            "  same, 'distributed' asking each cell for all 1000 rows",
+            f"{whole_page * 1e3:.1f} ms",
+            f"{whole_page / one_min:.2f}x one DB",
+        )
+        line(
+            "  same, 'fixed' strategy (batches of 100)",
+            f"{fixed * 1e3:.1f} ms",
+            f"{fixed / one_min:.2f}x one DB",
+        )
+        ms = LATENCY * 1e3
+        line(f"first page, one DB, +{ms:.0f} ms per query", f"{slow_one * 1e3:.1f} ms")
+        line(
+            f"first page, 3 cells, +{ms:.0f} ms per query (in parallel)",
+            f"{slow_three * 1e3:.1f} ms",
+            f"{slow_three / slow_one:.2f}x one DB (sequential would add {2 * ms:.0f} ms)",
+        )
+        line(f"full walk ({pages} pages), one DB", f"{walk_one * 1e3:.1f} ms")
         line(
             "full walk, 3 cells",
             f"{walk_three * 1e3:.1f} ms",
@@ -236,14 +296,14 @@ def main() -> None:
         base: float | None = None
         for count in SCALING_CELLS:
             deployment = Deployment(root, f"scale{count}", count, n, seed=count)
-            best, _ = best_and_median(lambda: first_page(ctx, deployment.cells), repeat)
+            best, _ = best_and_median(functools.partial(first_page, ctx, deployment.cells), repeat)
             base = base or best
             line(
                 f"first page over {count} cells x {n}",
                 f"{best * 1e3:.1f} ms",
                 f"{best / base:.2f}x 1 cell",
             )
-    print(f"\n# {len(table)} measurements, total {time.perf_counter() - t0:.0f}s")
+    print(f"\n# total {time.perf_counter() - t0:.0f}s")
 
 
 def _trivial(cctx: RequestContext) -> int:

@@ -537,7 +537,7 @@ class MapCellResult:
 
 def map_cell_and_hosts(transport_url: str | None = None, name: str | None = None) -> MapCellResult:
     """Map the cell of ``[database]/connection`` (or reuse its mapping) and discover its hosts."""
-    database_connection = _local_db_url()
+    database_connection = _cell_url()
     transport_url = _transport_url(transport_url)
     ctx = _ctx()
     existing = CellMapping.get_by_urls(ctx, database_connection=database_connection)
@@ -547,13 +547,6 @@ def map_cell_and_hosts(transport_url: str | None = None, name: str | None = None
         cell = create_cell(name, database_connection, transport_url)
         created = True
     return MapCellResult(cell, created, discover_hosts(cell.uuid))
-
-
-def _local_db_url() -> str:
-    url = get_conf().database.connection
-    if not url:
-        raise MissingConnection(group="database", option="connection")
-    return url
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -574,7 +567,7 @@ def simple_cell_setup(transport_url: str | None = None) -> SetupResult:
     ``[database]/connection`` has no compute nodes yet.
     """
     transport_url = _transport_url(transport_url)
-    _local_db_url()
+    _cell_url()
     ctx = _ctx()
     alive = _count(compute_nodes, compute_nodes.c.deleted == 0)
     try:

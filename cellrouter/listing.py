@@ -82,6 +82,11 @@ class ListResult:
         return tuple(self.failed_cells)
 
 
+def _unavailable(cells: Sequence[CellMapping], failed: Mapping[str, str]) -> Exception:
+    cell = next(cell for cell in cells if cell.uuid in failed)
+    return exception.CellUnavailable(cell=cell.identity, reason=failed[cell.uuid])
+
+
 def _failure_reason(value: object) -> str:
     if isinstance(value, BaseException):
         return health.describe_error(value)
@@ -93,9 +98,17 @@ class _CellQuery:
     """What each cell runs: the selected columns, filters and order; marker and limit vary."""
 
     spec: SortSpec
-    columns: tuple[sa.ColumnElement[Any], ...]
-    sort_columns: tuple[sa.ColumnElement[Any], ...]
+    columns: tuple[sa.Column[Any], ...]
+    sort_columns: tuple[sa.Column[Any], ...]
     conditions: tuple[sa.ColumnElement[bool], ...]
+    names: tuple[str, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(column.name for column in self.columns))
+
+    def as_dict(self, row: Row[Any]) -> dict[str, Any]:
+        """A result row as a dict (a third of the cost of ``Row._asdict()``)."""
+        return dict(zip(self.names, row, strict=False))  # same query, same width
 
     def fetch(self, cctx: RequestContext, after: SortValues | None, limit: int | None) -> list[Row]:
         """This cell's rows after ``after`` in sort order, at most ``limit`` of them."""
@@ -343,15 +356,16 @@ class CrossCellLister:
                 failed[cell.uuid] = _failure_reason(value)
                 continue
             refill = self._refill_function(ctx, cell, query, timeout, failed)
-            sources.append(_Source(value, first, refill, refill_size, getter, Row._asdict))
-        if failed:
+            sources.append(_Source(value, first, refill, refill_size, getter, query.as_dict))
+        must_fail = not (skip_failed or down_cell_records)
+        if failed and must_fail:
+            raise _unavailable(cell_tuple, failed)
+        if failed and down_cell_records:
             down = [cell for cell in cell_tuple if cell.uuid in failed]
-            if down_cell_records:
-                sources.append(self._records_source(ctx, down, spec, after, limit, filters))
-            elif not skip_failed:
-                raise exception.CellUnavailable(cell=down[0].identity, reason=failed[down[0].uuid])
-
+            sources.append(self._records_source(ctx, down, spec, after, limit, filters))
         rows, more = _merge(sources, spec.merge_key, limit)
+        if failed and must_fail:  # a cell failed when the merge asked it for more rows
+            raise _unavailable(cell_tuple, failed)
         next_marker = rows[-1][self.unique_key] if more and rows else None
         return ListResult(rows=rows, failed_cells=failed, next_marker=next_marker)
 
@@ -376,7 +390,11 @@ class CrossCellLister:
         timeout: float,
         failed: dict[str, str],
     ) -> Callable[[SortValues, int | None], Sequence[Any] | None]:
-        """Next-batch fetcher of one cell: a single-cell scatter (timeout, health)."""
+        """Next-batch fetcher of one cell: a single-cell scatter (timeout, health).
+
+        A cell failing here is reported in ``failed``; the rows it gave before
+        stay in the page, and no down-cell records stand in for the rest.
+        """
 
         def refill(after: SortValues, limit: int | None) -> Sequence[Any] | None:
             value = scatter_gather_cells(ctx, (cell,), timeout, query.fetch, after, limit)
@@ -397,6 +415,8 @@ class CrossCellLister:
         limit: int | None,
         filters: Filters,
     ) -> _Source:
+        """The down cells' stand-in records, as one more sorted source for the merge."""
+
         def fetch(after: SortValues | None, size: int | None) -> list[dict[str, Any]]:
             return self.down_cell_records(ctx, cells, spec, after, size, filters)
 

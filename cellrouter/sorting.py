@@ -112,7 +112,7 @@ def _binary_collation(dialect: Dialect) -> str | None:
     if dialect.name == "postgresql":
         return "C"
     if dialect.name in ("mysql", "mariadb"):
-        return "utf8mb4_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+        return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
     return None  # SQLite: BINARY is the default
 
 

@@ -91,8 +91,9 @@ def _deployment(conf: cfg.ConfigOpts, make_db: Callable[..., str], cells: int) -
 def test_walking_all_pages_yields_the_sorted_union(
     conf: cfg.ConfigOpts, db_factory: Callable[..., str]
 ) -> None:
-    cells = _deployment(conf, db_factory, CELLS)
-    unit.run_walk_property(unit.ListingWorld(cells), max_examples=EXAMPLES)
+    world = unit.ListingWorld(_deployment(conf, db_factory, CELLS))
+    unit.check_string_and_null_order(world)  # binary collation, no PAD SPACE, NULLs first
+    unit.run_walk_property(world, max_examples=EXAMPLES)
 
 
 def test_unreachable_database_gives_a_flagged_partial_list(

@@ -403,10 +403,41 @@ def run_walk_property(world: ListingWorld, max_examples: int, max_rows: int = 40
     walk_property()
 
 
+def check_string_and_null_order(world: ListingWorld) -> None:
+    """Every tricky string and NULL over the cells, walked one row per page, both ways."""
+    placed = []
+    for index, name in enumerate((*STRINGS, None)):
+        uuid = f"00000000-0000-4000-8000-{index:012d}"
+        row = {"uuid": uuid, "display_name": name, "project_id": "p1", "deleted": 0}
+        at = index % len(world.cells)
+        placed.append((at, row, {"instance_uuid": uuid, "cell_id": world.cells[at].id}))
+    for _, _, mapping in placed:
+        mapping["project_id"] = "p1"
+    world.load(placed)
+    ctx = get_admin_context()
+    for direction in ("asc", "desc"):
+        expected = expected_order(
+            [row for _, row, _ in placed], ["display_name", "uuid"], [direction] * 2
+        )
+        walked: list[Any] = []
+        marker = None
+        for _ in range(len(placed) + 1):
+            page = list_instances(
+                ctx, sort_keys=["display_name"], sort_dirs=[direction], limit=1, marker=marker
+            )
+            walked += [row["display_name"] for row in page.rows]
+            marker = page.next_marker
+            if marker is None:
+                break
+        assert walked == [row["display_name"] for row in expected]
+
+
 def test_walking_all_pages_yields_the_sorted_union_on_sqlite_cells(
     make_cells: MakeCells,
 ) -> None:
-    run_walk_property(ListingWorld(make_cells(8)), max_examples=60)
+    world = ListingWorld(make_cells(8))
+    check_string_and_null_order(world)
+    run_walk_property(world, max_examples=100)
 
 
 # -- list_instances --------------------------------------------------------------------
@@ -770,6 +801,12 @@ def test_a_cell_failing_mid_list_makes_it_partial(
     expected = [u for u in newest_first if u not in flaky_rows or u in _uuids(result)]
     assert _uuids(result) == expected[:45]
     assert len(set(_uuids(result)) & flaky_rows) == 10  # its first batch only
+
+    get_conf().set_override("list_records_by_skipping_down_cells", False, group="cells")
+    health.reset()
+    spy.calls.clear()
+    with pytest.raises(exception.CellUnavailable, match="gone away"):
+        list_instances(admin_ctx, limit=45, cells=three_cells)
 
 
 def test_a_hung_cell_costs_one_timeout_and_is_flagged(
