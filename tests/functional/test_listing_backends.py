@@ -9,12 +9,9 @@ backend: the servers must order exactly like Python and like SQLite.
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 
+import listing_property as prop  # tests/ is on sys.path (the rootdir conftest)
 import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
@@ -29,22 +26,6 @@ from cellrouter.listing import UNKNOWN_STATUS, list_instances
 
 CELLS = 8
 EXAMPLES = 60
-
-
-def _load_unit_listing_tests() -> ModuleType:
-    """tests/unit/test_listing.py under a private name (the two test trees are not packages)."""
-    name = "cellrouter_unit_test_listing"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "unit" / "test_listing.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-unit = _load_unit_listing_tests()
 
 
 @pytest.fixture
@@ -91,9 +72,9 @@ def _deployment(conf: cfg.ConfigOpts, make_db: Callable[..., str], cells: int) -
 def test_walking_all_pages_yields_the_sorted_union(
     conf: cfg.ConfigOpts, db_factory: Callable[..., str]
 ) -> None:
-    world = unit.ListingWorld(_deployment(conf, db_factory, CELLS))
-    unit.check_string_and_null_order(world)  # binary collation, no PAD SPACE, NULLs first
-    unit.run_walk_property(world, max_examples=EXAMPLES)
+    world = prop.ListingWorld(_deployment(conf, db_factory, CELLS))
+    prop.check_string_and_null_order(world)  # binary collation, no PAD SPACE, NULLs first
+    prop.run_walk_property(world, max_examples=EXAMPLES)
 
 
 def test_unreachable_database_gives_a_flagged_partial_list(
@@ -117,7 +98,7 @@ def test_unreachable_database_gives_a_flagged_partial_list(
         cell = everywhere[index % 3]
         mapping = {"instance_uuid": uuid, "cell_id": cell.id, "project_id": "p1", "created_at": at}
         placed.append((index % 3, row, mapping))
-    unit.ListingWorld(cells).load([item for item in placed if item[0] != 2])
+    prop.ListingWorld(cells).load([item for item in placed if item[0] != 2])
     with api_engine().begin() as conn:  # the dead cell's instances exist in the API DB only
         conn.execute(sa.insert(instance_mappings), [m for i, _, m in placed if i == 2])
     newest_first = [row["uuid"] for _, row, _ in reversed(placed)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,13 @@ def test_readme_demo_command_runs_twice(tmp_path: pathlib.Path) -> None:
         "cellrouter-demo-cell1.db",
         "cellrouter-demo-cell1_cell0.db",
     ]
+
+
+def test_architecture_section_names_every_module() -> None:
+    readme = (ROOT / "README.rst").read_text()
+    architecture = readme[readme.index("Architecture\n---") :]
+    modules = sorted(p.name for p in (ROOT / "cellrouter").glob("*.py"))
+    missing = [m for m in modules if f"``cellrouter/{m}``" not in architecture]
+    assert not missing, f"README.rst's Architecture section does not map: {missing}"
+    named = set(re.findall(r"``cellrouter/(\w+\.py)``", architecture))
+    assert named <= set(modules), f"README.rst names modules that are gone: {named - set(modules)}"
