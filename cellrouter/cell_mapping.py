@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import operator
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +39,26 @@ _UNSET: Any = object()
 
 #: cell_mappings columns labelled ``cm_<name>``, for joins from other tables.
 JOINED_COLUMNS = tuple(c.label(f"cm_{c.name}") for c in cell_mappings.c)
+
+
+_ROW_FIELDS = (
+    "id",
+    "uuid",
+    "name",
+    "transport_url",
+    "database_connection",
+    "disabled",
+    "created_at",
+    "updated_at",
+)
+#: row values -> record; replaced entries are harmless (records are immutable)
+_records: dict[tuple[Any, ...], CellMapping] = {}
+_MAX_RECORDS = 4096
+
+
+@functools.lru_cache(maxsize=8)
+def _row_getter(prefix: str) -> Callable[[Any], tuple[Any, ...]]:
+    return operator.itemgetter(*(prefix + name for name in _ROW_FIELDS))
 
 
 _BY_UUID = sa.select(cell_mappings).where(cell_mappings.c.uuid == sa.bindparam("uuid"))
@@ -111,21 +134,34 @@ class CellMapping:
 
     @classmethod
     def from_row(cls, row: Row[Any] | dict[str, Any], prefix: str = "") -> CellMapping:
+        """The record of a ``cell_mappings`` row (columns named ``prefix`` + column name).
+
+        Records are immutable, so rows with the same values share one record:
+        a hot lookup that joins the cell skips building it again.
+        """
         m = row if isinstance(row, dict) else row._mapping
-        db_tpl = m[prefix + "database_connection"]
-        mq_tpl = m[prefix + "transport_url"]
-        return cls(
-            id=m[prefix + "id"],
-            uuid=m[prefix + "uuid"],
-            name=m[prefix + "name"],
+        values = _row_getter(prefix)(m)
+        cached = _records.get(values)
+        if cached is not None:
+            return cached
+        id_, uuid_, name, mq_tpl, db_tpl, disabled, created_at, updated_at = values
+        record = cls(
+            id=id_,
+            uuid=uuid_,
+            name=name,
             database_connection=format_cell_url(db_tpl, "database", strict=False),
             transport_url=format_cell_url(mq_tpl, "transport", strict=False),
-            disabled=bool(m[prefix + "disabled"]),
-            created_at=m[prefix + "created_at"],
-            updated_at=m[prefix + "updated_at"],
+            disabled=bool(disabled),
+            created_at=created_at,
+            updated_at=updated_at,
             database_connection_template=db_tpl,
             transport_url_template=mq_tpl,
         )
+        if "{" not in db_tpl and "{" not in mq_tpl:  # templates depend on config: not shared
+            if len(_records) >= _MAX_RECORDS:
+                _records.clear()
+            _records[values] = record
+        return record
 
     @classmethod
     def _select_all(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,6 +32,17 @@ _SELECT = sa.select(instance_mappings, *JOINED_COLUMNS).select_from(
     instance_mappings.outerjoin(cell_mappings, instance_mappings.c.cell_id == cell_mappings.c.id)
 )
 
+
+_FIELDS = operator.itemgetter(
+    "id",
+    "instance_uuid",
+    "cell_id",
+    "project_id",
+    "user_id",
+    "queued_for_delete",
+    "created_at",
+    "updated_at",
+)
 
 # Hot lookups are built once: a reused statement's cache key is memoized, which
 # is most of the cost of a one-row select.
@@ -71,16 +83,18 @@ class InstanceMapping:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> InstanceMapping:
+        """The record of a row of ``_SELECT`` (the mapping joined with its cell)."""
         m = row._mapping
+        id_, instance_uuid, cell_id, project_id, user_id, queued, created, updated = _FIELDS(m)
         return cls(
-            id=m["id"],
-            instance_uuid=m["instance_uuid"],
-            cell_mapping=CellMapping.from_row(row, "cm_") if m["cell_id"] is not None else None,
-            project_id=m["project_id"],
-            user_id=m["user_id"],
-            queued_for_delete=bool(m["queued_for_delete"]),
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
+            id_,
+            instance_uuid,
+            CellMapping.from_row(row, "cm_") if cell_id is not None else None,
+            project_id,
+            user_id,
+            bool(queued),
+            created,
+            updated,
         )
 
     # -- reading ------------------------------------------------------------
