@@ -41,16 +41,8 @@ _UNSET: Any = object()
 JOINED_COLUMNS = tuple(c.label(f"cm_{c.name}") for c in cell_mappings.c)
 
 
-_ROW_FIELDS = (
-    "id",
-    "uuid",
-    "name",
-    "transport_url",
-    "database_connection",
-    "disabled",
-    "created_at",
-    "updated_at",
-)
+#: column order of cell_mappings: what from_values() unpacks
+_ROW_FIELDS = tuple(column.name for column in cell_mappings.c)
 #: row values -> record; replaced entries are harmless (records are immutable)
 _records: dict[tuple[Any, ...], CellMapping] = {}
 _MAX_RECORDS = 4096
@@ -140,7 +132,11 @@ class CellMapping:
         a hot lookup that joins the cell skips building it again.
         """
         m = row if isinstance(row, dict) else row._mapping
-        values = _row_getter(prefix)(m)
+        return cls.from_values(_row_getter(prefix)(m))
+
+    @classmethod
+    def from_values(cls, values: tuple[Any, ...]) -> CellMapping:
+        """The record of a ``cell_mappings`` row given as a tuple in column order."""
         cached = _records.get(values)
         if cached is not None:
             return cached

@@ -56,8 +56,8 @@ def get_instance(
     """The instance's row (or the given columns of it) in ``cctx``'s cell."""
     stmt = _get_statement(tuple(columns) if columns else None, cctx.read_deleted)
     with cctx.engine.connect() as conn:
-        row = conn.execute(stmt, {"instance_uuid": instance_uuid}).mappings().first()
+        row = conn.execute(stmt, {"instance_uuid": instance_uuid}).first()
     if row is None:
         cell = cctx.cell_mapping.identity if cctx.cell_mapping is not None else "local"
         raise exception.InstanceNotFound(uuid=instance_uuid, cell=cell)
-    return row
+    return row._mapping

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,18 +30,9 @@ _CHUNK = 500
 _SELECT = sa.select(instance_mappings, *JOINED_COLUMNS).select_from(
     instance_mappings.outerjoin(cell_mappings, instance_mappings.c.cell_id == cell_mappings.c.id)
 )
+#: where the cell's columns start in a row of _SELECT
+_CELL = len(instance_mappings.c)
 
-
-_FIELDS = operator.itemgetter(
-    "id",
-    "instance_uuid",
-    "cell_id",
-    "project_id",
-    "user_id",
-    "queued_for_delete",
-    "created_at",
-    "updated_at",
-)
 
 # Hot lookups are built once: a reused statement's cache key is memoized, which
 # is most of the cost of a one-row select.
@@ -83,13 +73,16 @@ class InstanceMapping:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> InstanceMapping:
-        """The record of a row of ``_SELECT`` (the mapping joined with its cell)."""
-        m = row._mapping
-        id_, instance_uuid, cell_id, project_id, user_id, queued, created, updated = _FIELDS(m)
+        """The record of a row of ``_SELECT`` (the mapping joined with its cell).
+
+        Read by position: the hot lookup's row layout is fixed by ``_SELECT``.
+        """
+        values = tuple(row)
+        id_, instance_uuid, cell_id, project_id, user_id, queued, created, updated = values[:_CELL]
         return cls(
             id_,
             instance_uuid,
-            CellMapping.from_row(row, "cm_") if cell_id is not None else None,
+            CellMapping.from_values(values[_CELL:]) if cell_id is not None else None,
             project_id,
             user_id,
             bool(queued),
