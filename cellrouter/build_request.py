@@ -68,6 +68,7 @@ class BuildRequest:
         block_device_mappings: str | None = None,
         tags: str | None = None,
     ) -> BuildRequest:
+        exception.InvalidValue.require(instance_uuid=instance_uuid, project_id=project_id)
         values: dict[str, Any] = {
             "instance_uuid": instance_uuid,
             "project_id": project_id,

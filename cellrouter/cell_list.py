@@ -9,11 +9,10 @@ pooled connections of cells that are no longer mapped.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Final
 
-from cellrouter import events, registry
+from cellrouter import events, forksafe, registry
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.conf import get_conf
 
@@ -25,7 +24,7 @@ TTL: Final = 5.0
 # (API database URL, monotonic expiry, cells); replaced whole, read without a lock.
 _cache: tuple[str | None, float, tuple[CellMapping, ...]] | None = None
 _generation = 0
-_lock = threading.Lock()
+_lock = forksafe.Lock()
 
 
 def get_all(ctx: object) -> tuple[CellMapping, ...]:

@@ -83,9 +83,19 @@ def validate_transport_url(url: str) -> None:
         )
 
 
-def _validate(database_connection: str, transport_url: str) -> None:
-    parse_db_url(format_cell_url(database_connection, "database"))
-    validate_transport_url(format_cell_url(transport_url, "transport"))
+def _validate(
+    name: str | None = None,
+    database_connection: str | None = None,
+    transport_url: str | None = None,
+) -> None:
+    """Raise InvalidValue/InvalidURL for whichever of these values is given and unusable."""
+    limit = cell_mappings.c.name.type.length
+    if name is not None and len(name) > limit:
+        raise exception.InvalidValue(what="cell name", reason=f"longer than {limit} characters")
+    if database_connection is not None:
+        parse_db_url(format_cell_url(database_connection, "database"))
+    if transport_url is not None:
+        validate_transport_url(format_cell_url(transport_url, "transport"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -113,6 +123,17 @@ class CellMapping:
         )
 
     __str__ = __repr__
+
+    def unfilled_urls(self) -> list[tuple[str, str]]:
+        """(kind, template) of the URLs this process could not fill from its config."""
+        return [
+            (kind, template)
+            for kind, template, formatted in (
+                ("database", self.database_connection_template, self.database_connection),
+                ("transport", self.transport_url_template, self.transport_url),
+            )
+            if "{" in template and formatted == template
+        ]
 
     def is_cell0(self) -> bool:
         return self.uuid == CELL0_UUID
@@ -245,7 +266,7 @@ class CellMapping:
         disabled: bool = False,
     ) -> CellMapping:
         """Map a new cell. URLs are validated (templates after formatting)."""
-        _validate(database_connection, transport_url)
+        _validate(name, database_connection, transport_url)
         cell_uuid = uuid or str(uuidlib.uuid4())
         now = utcnow()
         values = {
@@ -287,8 +308,7 @@ class CellMapping:
             if value is not _UNSET
         }
         _validate(
-            changes.get("database_connection", self.database_connection_template),
-            changes.get("transport_url", self.transport_url_template),
+            changes.get("name"), changes.get("database_connection"), changes.get("transport_url")
         )
         if not changes:
             return self

@@ -93,8 +93,7 @@ def _api_db_version(args: argparse.Namespace) -> int:
 
 
 def _db_sync(args: argparse.Namespace) -> int:
-    for result in command.db_sync(args.version, all_cells=args.all_cells):
-        _print_sync(result)
+    command.db_sync(args.version, all_cells=args.all_cells, progress=_print_sync)
     return 0
 
 
@@ -551,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """``--debug``: the traceback, masked like every other line we print."""
+    err(mask_url("".join(traceback.format_exception(exc))).rstrip())
+
+
 def _exit_code(exc: BaseException, errors: ErrorCodes) -> int:
     for klass in type(exc).__mro__:
         if klass in errors:
@@ -576,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (exception.CellRouterError, cfg.Error) as exc:
         if args.debug:
-            traceback.print_exc()
+            _print_traceback(exc)
         err(mask_url(str(exc).strip()).splitlines()[0] if str(exc).strip() else repr(exc))
         return _exit_code(exc, args.errors)
     except KeyboardInterrupt:
@@ -584,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if args.debug:
-            traceback.print_exc()
+            _print_traceback(exc)
         detail = mask_url(str(exc)).strip().splitlines()
         err(f"error: {type(exc).__name__}: {detail[0] if detail else ''}".rstrip(": "))
         return EXIT_UNEXPECTED

@@ -134,18 +134,32 @@ def api_db_version() -> str | None:
     return _migration().version("api", _api_url())
 
 
-def db_sync(version: str | None = None, all_cells: bool = False) -> list[SyncResult]:
+def db_sync(
+    version: str | None = None,
+    all_cells: bool = False,
+    progress: Callable[[SyncResult], None] | None = None,
+) -> list[SyncResult]:
     """Migrate ``[database]/connection`` or, with ``all_cells``, every mapped cell.
 
-    Cells are migrated one after another (alembic is not thread-safe).
+    Cells are migrated one after another (alembic is not thread-safe);
+    ``progress`` hears of each as it is done. A cell whose database fails
+    stops the run with CellUnavailable naming it: the cells before it are
+    migrated (and were reported), the ones after it untouched.
     """
+    results: list[SyncResult] = []
+
+    def migrate(target: str, url: str) -> None:
+        before, after = _migration().sync("cell", url, version)
+        results.append(SyncResult(target, before, after))
+        if progress is not None:
+            progress(results[-1])
+
     if not all_cells:
-        before, after = _migration().sync("cell", _cell_url(), version)
-        return [SyncResult("cell database", before, after)]
-    results = []
+        migrate("cell database", _cell_url())
+        return results
     for cell in CellMapping.get_all(get_admin_context()):
-        before, after = _migration().sync("cell", cell.database_connection, version)
-        results.append(SyncResult(f"cell {cell.identity}", before, after))
+        with _reaching(cell):
+            migrate(f"cell {cell.identity}", cell.database_connection)
     return results
 
 

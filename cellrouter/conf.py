@@ -56,7 +56,7 @@ cells_group = cfg.OptGroup(
     "cells",
     title="Cells",
     help="cellrouter's own knobs: scatter-gather, cell health, per-cell "
-    "connection pools, cross-cell listing and the mapping cache.",
+    "connection pools and cross-cell listing.",
 )
 cells_opts = [
     cfg.FloatOpt(
@@ -137,18 +137,6 @@ cells_opts = [
         "instance_list_per_project_cells",
         default=False,
         help="A project-scoped list queries only the cells where the project has instances.",
-    ),
-    cfg.StrOpt(
-        "cache_backend",
-        default="dogpile.cache.memory",
-        help="dogpile.cache backend of the mapping cache (e.g. "
-        "dogpile.cache.memory, dogpile.cache.pymemcache, dogpile.cache.redis).",
-    ),
-    cfg.IntOpt(
-        "cache_expiration_time",
-        default=600,
-        min=-1,
-        help="Seconds a cached mapping stays valid (-1: until invalidated).",
     ),
 ]
 

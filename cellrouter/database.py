@@ -9,12 +9,9 @@ write the API database, whatever the calling code does.
 
 from __future__ import annotations
 
-import os
-import threading
-
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception
+from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
 
@@ -30,7 +27,7 @@ class _EngineSlot:
     def __init__(self, group: str) -> None:
         self.group = group
         self._current: tuple[str, Engine] | None = None
-        self._lock = threading.Lock()
+        self._lock = forksafe.Lock()
 
     def get(self, url: str | None) -> Engine:
         current = self._current
@@ -76,12 +73,3 @@ def reset() -> None:
     """Dispose both engines (configuration reloaded, tests)."""
     _api.reset()
     _local.reset()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time would never be released here.
-    for slot in (_api, _local):
-        slot._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

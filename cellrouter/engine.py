@@ -8,7 +8,6 @@ are made fork-safe in one place.
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from typing import Any
 
@@ -16,14 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy import event, pool
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception
+from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
 from cellrouter.url import mask_url
 
 __all__ = ["create_engine", "parse_db_url"]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-_engines_lock = threading.Lock()
+_engines_lock = forksafe.Lock()
 
 
 def parse_db_url(url: str) -> sa.URL:
@@ -57,7 +56,9 @@ def create_engine(url: str | sa.URL, *, pooled: bool = True, **overrides: Any) -
     operator commands in short-lived processes).
     """
     parsed = parse_db_url(url) if isinstance(url, str) else url
-    kwargs: dict[str, Any] = {}
+    # Bound parameters can be URLs with passwords (cell_mappings writes): keep
+    # them out of exception messages and SQL logs.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     is_sqlite = parsed.get_backend_name() == "sqlite"
     memory = is_sqlite and parsed.database in (None, "", ":memory:")
     if not pooled:

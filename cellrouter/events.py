@@ -9,9 +9,10 @@ tomorrow) subscribe here instead of being called from each write site.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Literal
+
+from cellrouter import forksafe
 
 __all__ = ["Kind", "Listener", "mapping_changed", "subscribe", "unsubscribe"]
 
@@ -22,7 +23,7 @@ Kind = Literal["cell", "instance", "host"]
 Listener = Callable[[Kind, tuple[str, ...]], None]
 
 _listeners: tuple[Listener, ...] = ()
-_lock = threading.Lock()
+_lock = forksafe.Lock()
 
 
 def subscribe(listener: Listener) -> None:

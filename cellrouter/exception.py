@@ -34,6 +34,7 @@ __all__ = [
     "InvalidMaxCount",
     "InvalidSortKey",
     "InvalidURL",
+    "InvalidValue",
     "MissingConnection",
     "MissingURL",
     "NoComputeHosts",
@@ -68,6 +69,17 @@ class UpcallForbidden(CellRouterError):
         "This service is configured as a cell-level service ([database]/connection "
         "without [api_database]/connection) and must not reach the API database: {what}"
     )
+
+
+class InvalidValue(CellRouterError):
+    msg_fmt = "Invalid {what}: {reason}"
+
+    @classmethod
+    def require(cls, **values: object) -> None:
+        """Raise for the first of ``values`` that is missing (None or empty)."""
+        for name, value in values.items():
+            if value is None or value == "":
+                raise cls(what=name, reason="a value is required")
 
 
 class InvalidURL(CellRouterError):

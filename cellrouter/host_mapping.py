@@ -75,6 +75,7 @@ class HostMapping:
 
     @classmethod
     def create(cls, ctx: object, *, host: str, cell_mapping: CellMapping) -> HostMapping:
+        exception.InvalidValue.require(host=host)
         now = utcnow()
         try:
             with api_engine().begin() as conn:

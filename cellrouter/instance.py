@@ -41,6 +41,9 @@ def _get_statement(columns: tuple[str, ...] | None, read_deleted: str) -> sa.Sel
     key = (columns, read_deleted)
     stmt = _statements.get(key)
     if stmt is None:
+        unknown = [name for name in columns or () if name not in instances.c]
+        if unknown:
+            raise exception.InvalidValue(what="instance column(s)", reason=", ".join(unknown))
         cols: Sequence[Any] = [instances.c[name] for name in columns] if columns else [instances]
         stmt = sa.select(*cols).where(instances.c.uuid == sa.bindparam("instance_uuid"))
         condition = _deleted_condition(read_deleted, instances)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,14 +18,12 @@ from sqlalchemy.engine import Row
 
 from cellrouter import events, exception
 from cellrouter.api_schema import cell_mappings, instance_mappings
+from cellrouter.bulk import chunks
 from cellrouter.cell_mapping import JOINED_COLUMNS, CellMapping
 from cellrouter.database import api_engine
 from cellrouter.types import utcnow
 
 __all__ = ["InstanceMapping"]
-
-#: IN-lists are split so no backend hits its bound-parameter limit.
-_CHUNK = 500
 
 _SELECT = sa.select(instance_mappings, *JOINED_COLUMNS).select_from(
     instance_mappings.outerjoin(cell_mappings, instance_mappings.c.cell_id == cell_mappings.c.id)
@@ -47,11 +45,6 @@ def _cell_exists(cell_id: int) -> bool:
     with api_engine().connect() as conn:
         stmt = sa.select(cell_mappings.c.id).where(cell_mappings.c.id == cell_id)
         return conn.execute(stmt).first() is not None
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,7 +106,7 @@ class InstanceMapping:
         uuids = list(dict.fromkeys(instance_uuids))
         found: list[InstanceMapping] = []
         with api_engine().connect() as conn:
-            for chunk in _chunks(uuids):
+            for chunk in chunks(uuids):
                 stmt = _SELECT.where(instance_mappings.c.instance_uuid.in_(chunk))
                 found.extend(cls.from_row(row) for row in conn.execute(stmt))
         return found
@@ -161,6 +154,7 @@ class InstanceMapping:
         cell_mapping: CellMapping | None = None,
         queued_for_delete: bool = False,
     ) -> InstanceMapping:
+        exception.InvalidValue.require(instance_uuid=instance_uuid, project_id=project_id)
         now = utcnow()
         values: dict[str, Any] = {
             "instance_uuid": instance_uuid,
@@ -202,7 +196,10 @@ class InstanceMapping:
 
     def set_cell(self, ctx: object, cell_mapping: CellMapping) -> InstanceMapping:
         """Record that the instance now lives in ``cell_mapping``."""
-        self._update({"cell_id": cell_mapping.id})
+        try:
+            self._update({"cell_id": cell_mapping.id})
+        except sa.exc.IntegrityError:
+            raise exception.CellMappingNotFound(uuid=cell_mapping.uuid) from None
         return dataclasses.replace(self, cell_mapping=cell_mapping)
 
     def set_queued_for_delete(self, ctx: object, queued: bool = True) -> InstanceMapping:
@@ -219,7 +216,7 @@ class InstanceMapping:
         uuids = list(dict.fromkeys(instance_uuids))
         deleted = 0
         with api_engine().begin() as conn:
-            for chunk in _chunks(uuids):
+            for chunk in chunks(uuids):
                 deleted += conn.execute(
                     sa.delete(instance_mappings).where(instance_mappings.c.instance_uuid.in_(chunk))
                 ).rowcount

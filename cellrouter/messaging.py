@@ -26,7 +26,6 @@ import hashlib
 import importlib
 import logging
 import sys
-import threading
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -35,8 +34,7 @@ from urllib.parse import urlsplit
 
 from oslo_config import cfg
 
-from cellrouter import exception
-from cellrouter.routing import COMPUTE_TOPIC  # the one definition; re-exported
+from cellrouter import exception, forksafe
 from cellrouter.url import mask_url
 
 with warnings.catch_warnings():
@@ -48,12 +46,10 @@ with warnings.catch_warnings():
     from oslo_messaging import opts as _om_opts
 
 __all__ = [
-    "COMPUTE_TOPIC",
     "EXCHANGE_PREFIX",
     "NO_TRANSPORT_SCHEME",
     "MessagingTimeout",
     "cleanup_transport",
-    "compute_topic",
     "create_transport",
     "exchange_for",
     "get_rpc_client",
@@ -104,7 +100,7 @@ def _build_conf() -> cfg.ConfigOpts:
 
 
 _conf = _build_conf()
-_create_lock = threading.Lock()
+_create_lock = forksafe.Lock()
 _masked_urls: weakref.WeakKeyDictionary[oslo_messaging.Transport, str] = weakref.WeakKeyDictionary()
 
 
@@ -199,11 +195,6 @@ def create_transport(
         raise _invalid(url, f"{type(exc).__name__}: {exc}") from None
     _masked_urls[transport] = mask_url(url)
     return transport
-
-
-def compute_topic(host: str) -> tuple[str, str]:
-    """``(topic, server)`` of the compute service on ``host``."""
-    return COMPUTE_TOPIC, host
 
 
 def _require_transport(transport: oslo_messaging.Transport | None, url: str) -> None:

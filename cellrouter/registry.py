@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import database, events
+from cellrouter import database, events, forksafe
 from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
@@ -47,7 +46,7 @@ class CellConnection:
         self.identity = identity
         self.engine: Engine = engine if engine is not None else create_engine(database_url)
         self._transport: oslo_messaging.Transport | None = _UNBUILT
-        self._lock = threading.Lock()
+        self._lock = forksafe.Lock()
 
     @property
     def transport(self) -> oslo_messaging.Transport | None:
@@ -90,7 +89,7 @@ class CellConnection:
 
 # Replaced whole under _lock; read without it.
 _by_key: dict[_Key, CellConnection] = {}
-_lock = threading.Lock()
+_lock = forksafe.Lock()
 _local: CellConnection | None = None
 
 
@@ -100,15 +99,15 @@ def get(cell: CellMapping) -> CellConnection:
     found = _by_key.get(key)
     if found is not None:
         return found
+    # A URL still holding {placeholders} could not be filled from this
+    # process's configuration: say why instead of connecting to it literally.
+    for kind, template in cell.unfilled_urls():
+        format_cell_url(template, kind)  # raises InvalidURL with the reason
     return _build(key, cell.identity)
 
 
 def _build(key: _Key, identity: str) -> CellConnection:
     global _by_key
-    # A URL still holding {placeholders} could not be filled from this
-    # process's configuration: say why instead of connecting to it literally.
-    format_cell_url(key[1], "database")
-    format_cell_url(key[2], "transport")
     stale: list[CellConnection] = []
     with _lock:
         found = _by_key.get(key)
@@ -193,8 +192,7 @@ def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
 def _after_fork_in_child() -> None:
     # Never reuse (or close) the parent's sockets: start empty. The engines'
     # pools were already detached by cellrouter.engine's own fork hook.
-    global _by_key, _local, _lock
-    _lock = threading.Lock()
+    global _by_key, _local
     _by_key = {}
     _local = None
 

@@ -16,9 +16,21 @@ from cellrouter.context import RequestContext, target_cell
 from cellrouter.instance import get_instance
 from cellrouter.instance_mapping import InstanceMapping
 
-__all__ = ["COMPUTE_TOPIC", "Route", "call_instance", "cast_instance", "route_instance"]
+__all__ = [
+    "COMPUTE_TOPIC",
+    "Route",
+    "call_instance",
+    "cast_instance",
+    "compute_topic",
+    "route_instance",
+]
 
 COMPUTE_TOPIC = "compute"
+
+
+def compute_topic(host: str) -> tuple[str, str]:
+    """(topic, server) a compute service on ``host`` listens on."""
+    return COMPUTE_TOPIC, host
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

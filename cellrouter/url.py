@@ -24,12 +24,13 @@ __all__ = ["MASK", "format_url", "mask_url", "url_parts"]
 
 MASK = "****"
 
-# scheme://netloc where netloc may hold several comma-separated user:pass@host:port;
-# a password may hold unescaped / ? # (SQLAlchemy accepts them), so the userinfo
-# runs to the last @ of the URL.
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# In free text: scheme://netloc, netloc possibly several comma-separated
+# user:pass@host:port. A password may hold any character but a newline
+# (SQLAlchemy accepts / ? # ' " < > and spaces unescaped), so the userinfo runs
+# to the last @ of the line: masking too much is safe, too little is not.
 _URL_RE = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)"
-    r"(?P<netloc>(?:[^@\s\"'<>]*@)?[^/?#\s\"'<>]*)"
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<netloc>(?:[^@\n]*@)?[^/?#\s\"'<>]*)"
 )
 _SECRET_PARAM_RE = re.compile(
     r"(?P<key>(?:^|(?<=[?&;,(\s]))[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api_key"
@@ -111,15 +112,37 @@ def format_url(template: str, default: str | None, kind: str = "database") -> st
     return template.format_map(parts)
 
 
-def _mask_netloc(match: re.Match[str]) -> str:
+def _mask_authority(authority: str) -> str:
+    """``user:pass@host[,user:pass@host...]`` with every password masked."""
+    parts = authority.split(",")
+    with_userinfo = sum("@" in part for part in parts)
+    if 0 < with_userinfo < len(parts):
+        # a comma inside a password: hide everything from the first password on
+        user, colon, _ = authority.partition(":")
+        return f"{user}:{MASK}@{authority.rpartition('@')[2]}" if colon else authority
     masked = []
-    for netloc in match.group("netloc").split(","):
-        userinfo, at, hostport = netloc.rpartition("@")
+    for part in parts:
+        userinfo, at, hostport = part.rpartition("@")
         if at and ":" in userinfo:
-            user = userinfo.partition(":")[0]
-            netloc = f"{user}:{MASK}@{hostport}"
-        masked.append(netloc)
-    return match.group("scheme") + ",".join(masked)
+            part = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+        masked.append(part)
+    return ",".join(masked)
+
+
+def _mask_netloc(match: re.Match[str]) -> str:
+    return match.group("scheme") + _mask_authority(match.group("netloc"))
+
+
+def _mask_whole_url(url: str, scheme_end: int) -> str:
+    """One URL, masked by structure: its password may hold any character, spaces too."""
+    rest = url[scheme_end:]
+    at = rest.rfind("@")
+    if at == -1:
+        return url
+    host_end = at + 1
+    while host_end < len(rest) and rest[host_end] not in "/?#":
+        host_end += 1
+    return url[:scheme_end] + _mask_authority(rest[:host_end]) + rest[host_end:]
 
 
 def mask_url(text: str | None) -> str:
@@ -128,5 +151,9 @@ def mask_url(text: str | None) -> str:
     if not text:
         return text or ""
     if "://" in text:
-        text = _URL_RE.sub(_mask_netloc, text)
+        whole = _SCHEME_RE.match(text)
+        if whole is not None and "\n" not in text:
+            text = _mask_whole_url(text, whole.end())
+        else:
+            text = _URL_RE.sub(_mask_netloc, text)
     return _SECRET_PARAM_RE.sub(lambda m: m.group("key") + MASK, text)

@@ -95,7 +95,7 @@ class Services:
     def serve(self, url: str, host: str, endpoint: Recorder) -> None:
         """A compute service on ``host`` that knows only its cell's transport URL."""
         server = messaging.get_rpc_server(
-            self.transport(url), url, messaging.COMPUTE_TOPIC, host, [endpoint]
+            self.transport(url), url, routing.COMPUTE_TOPIC, host, [endpoint]
         )
         server.start()  # declares its queues before returning
         self.servers.append(server)
@@ -132,7 +132,7 @@ def test_cast_reaches_only_its_cell(
     for cell, marker in (("cell1", "for-cell1"), ("cell2", "for-cell2")):
         url = cell_urls[cell]
         client = messaging.get_rpc_client(
-            services.transport(url), url, *messaging.compute_topic("host1")
+            services.transport(url), url, *routing.compute_topic("host1")
         )
         client.cast({}, "poke", marker=marker)
     assert ep1.wait_for(lambda got: len(got) >= 1)

@@ -17,9 +17,7 @@ def manage(config: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [str(SCRIPT)]
     if config is not None:
         argv += ["--config-file", str(config)]
-    return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def write_config(path: Path, **sections: dict[str, str]) -> Path:
@@ -118,3 +116,30 @@ def test_missing_config_file_and_bad_arguments(tmp_path: Path) -> None:
     assert run.returncode == 2 and "usage:" in run.stderr
     run = manage(None, "db", "sync", "--bogus")
     assert run.returncode == 2
+
+
+def test_db_sync_all_cells_reports_each_cell_and_names_the_failing_one(
+    config: Path, tmp_path: Path
+) -> None:
+    from cellrouter import conf as cr_conf
+    from cellrouter.cell_mapping import CellMapping
+    from cellrouter.context import get_admin_context
+
+    assert manage(config, "api_db", "sync").returncode == 0
+    assert manage(config, "cell_v2", "map_cell0").returncode == 0
+    cr_conf.setup(["--config-file", str(config)])
+    try:
+        CellMapping.create(
+            get_admin_context(),
+            name="broken",
+            # a directory that does not exist: SQLite cannot open the file
+            database_connection=f"sqlite:///{tmp_path / 'missing' / 'broken.db'}",
+            transport_url="fake://broken/",
+        )
+    finally:
+        cr_conf.setup([], default_config_files=[])
+    run = manage(config, "db", "sync", "--all-cells")
+    assert run.returncode == 1, run.stderr
+    assert "cell cell0(00000000-0000-0000-0000-000000000000): base -> " in run.stdout
+    assert "Cell broken(" in run.stderr and "unavailable" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

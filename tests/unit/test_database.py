@@ -248,3 +248,15 @@ def test_create_engine_invalid_url_is_masked(conf: cfg.ConfigOpts, url: str) -> 
     with pytest.raises(exception.InvalidURL) as err:
         create_engine(url)
     assert "pw-123" not in str(err.value)
+
+
+def test_engines_keep_bound_parameters_out_of_errors(tmp_path: Path) -> None:
+    """A failed write of a cell URL must not print the URL (and its password)."""
+    from cellrouter.engine import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(sa.exc.OperationalError) as err:
+        with engine.connect() as conn:
+            conn.execute(sa.text("INSERT INTO nosuch VALUES (:url)"), {"url": "mysql://u:S3CRET@h"})
+    assert "S3CRET" not in str(err.value)
+    engine.dispose()

@@ -622,3 +622,68 @@ def test_sqlite_cell_paths_are_per_test(make_cells: MakeCells, tmp_path: Path) -
         f"sqlite:///{tmp_path / 'cell2.db'}",
     ]
     assert [c.transport_url for c in cells] == ["fake://cell1/", "fake://cell2/"]
+
+
+# -- bad input gets a cellrouter error, never a raw database one ----------------------
+
+
+def test_set_cell_to_a_deleted_cell(make_cells: MakeCells, admin_ctx: RequestContext) -> None:
+    home, gone = make_cells(2)
+    mapping = InstanceMapping.create(admin_ctx, instance_uuid=new_uuid(), project_id="p")
+    gone.destroy(admin_ctx)
+    with pytest.raises(exception.CellMappingNotFound, match=gone.uuid):
+        mapping.set_cell(admin_ctx, gone)
+    assert mapping.set_cell(admin_ctx, home).cell_uuid == home.uuid
+
+
+@pytest.mark.parametrize("missing", ["instance_uuid", "project_id"])
+def test_required_values_are_checked_before_writing(
+    api_db: str, admin_ctx: RequestContext, missing: str
+) -> None:
+    values = {"instance_uuid": new_uuid(), "project_id": "p", missing: None}
+    with pytest.raises(exception.InvalidValue, match=missing):
+        InstanceMapping.create(admin_ctx, **values)  # type: ignore[arg-type]
+    with pytest.raises(exception.InvalidValue, match=missing):
+        BuildRequest.create(admin_ctx, **values)  # type: ignore[arg-type]
+    assert InstanceMapping.get_by_project(admin_ctx, "p") == []
+
+
+def test_cell_name_longer_than_the_column(make_cells: MakeCells, admin_ctx: RequestContext) -> None:
+    (cell,) = make_cells(1)
+    with pytest.raises(exception.InvalidValue, match="255"):
+        CellMapping.create(
+            admin_ctx, name="x" * 256, database_connection="sqlite://", transport_url="fake://"
+        )
+    with pytest.raises(exception.InvalidValue, match="255"):
+        cell.update(admin_ctx, name="y" * 300)
+    assert CellMapping.get_by_uuid(admin_ctx, cell.uuid).name == cell.name
+
+
+def test_update_checks_only_the_urls_it_changes(
+    conf: cfg.ConfigOpts, api_db: str, admin_ctx: RequestContext
+) -> None:
+    conf.set_override("connection", "mysql+pymysql://nova:pw@db1/nova", group="database")
+    cell = CellMapping.create(
+        admin_ctx,
+        database_connection="mysql+pymysql://{username}:{password}@db7/{path}",
+        transport_url="fake://t/",
+    )
+    # An API-only host (no [database]/connection) can still rename or disable it ...
+    conf.clear_override("connection", group="database")
+    cell = CellMapping.get_by_uuid(admin_ctx, cell.uuid)
+    cell = cell.update(admin_ctx, name="renamed", disabled=True)
+    assert (cell.name, cell.disabled) == ("renamed", True)
+    assert cell.database_connection_template.startswith("mysql+pymysql://{username}")
+    # ... but not give it a template it cannot fill.
+    with pytest.raises(exception.InvalidURL, match="no configured"):
+        cell.update(admin_ctx, database_connection="mysql+pymysql://{username}@db8/{path}")
+
+
+def test_unknown_instance_columns(make_cells: MakeCells, admin_ctx: RequestContext) -> None:
+    from cellrouter.context import target_cell
+    from cellrouter.instance import get_instance
+
+    (cell,) = make_cells(1)
+    with target_cell(admin_ctx, cell) as cctx:
+        with pytest.raises(exception.InvalidValue, match="nope"):
+            get_instance(cctx, new_uuid(), columns=["host", "nope"])

@@ -70,7 +70,7 @@ class Cells:
     def serve(self, url: str, host: str, endpoint: Recorder) -> None:
         """A compute service on ``host`` that knows only its cell's transport URL."""
         server = messaging.get_rpc_server(
-            self.transport(url), url, messaging.COMPUTE_TOPIC, host, [endpoint]
+            self.transport(url), url, routing.COMPUTE_TOPIC, host, [endpoint]
         )
         server.start()
         self.servers.append(server)
@@ -240,8 +240,7 @@ def test_exchange_for_invalid_url() -> None:
 
 
 def test_compute_topic() -> None:
-    assert messaging.compute_topic("host1") == ("compute", "host1")
-    assert messaging.COMPUTE_TOPIC is routing.COMPUTE_TOPIC
+    assert routing.compute_topic("host1") == ("compute", "host1")
 
 
 def test_client_target_and_options(cells: Cells) -> None:
@@ -274,7 +273,7 @@ def test_cast_reaches_only_its_cell(two_cells: tuple[Cells, Recorder, Recorder])
     cells, ep1, ep2 = two_cells
     for url, marker in ((CELL1_URL, "for-cell1"), (CELL2_URL, "for-cell2")):
         client = messaging.get_rpc_client(
-            cells.transport(url), url, *messaging.compute_topic("host1")
+            cells.transport(url), url, *routing.compute_topic("host1")
         )
         client.cast({}, "poke", marker=marker)
     assert ep1.wait_for(lambda got: len(got) >= 1)

@@ -280,3 +280,19 @@ def test_targeting_a_cell_whose_template_cannot_be_formatted_is_invalid(
         with target_cell(admin_ctx, cell) as cctx:
             cctx.engine  # noqa: B018
     assert "s3cret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "password", ["Tr0ub'4dor", 'a"b', "a<b>c", "pa ss", "p,q", "a@b", "x{y}z", "p%40w"]
+)
+def test_mask_url_hides_passwords_with_any_character(password: str) -> None:
+    for url in (
+        f"mysql+pymysql://nova:{password}@db5/nova?charset=utf8",
+        f"rabbit://nova:{password}@mq5:5672/vhost",
+    ):
+        masked = mask_url(url)
+        assert password not in masked, masked
+        assert masked.startswith(url.split("://")[0] + "://nova:")
+    # and inside free text (log lines, error messages)
+    line = f"cannot reach rabbit://nova:{password}@mq5/v: refused"
+    assert password.split(" ")[0] not in mask_url(line).replace("nova:", "")
