@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import database, events, forksafe
+from cellrouter import database, events, exception, forksafe
 from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
@@ -31,8 +31,9 @@ LOG = logging.getLogger(__name__)
 
 _Key = tuple[str, str, str]
 
-#: sentinel: the transport has not been built yet
+#: sentinels: the transport has not been built yet / the connection was released
 _UNBUILT: Any = object()
+_RELEASED: Any = object()
 
 
 class CellConnection:
@@ -58,6 +59,11 @@ class CellConnection:
                 if transport is _UNBUILT:
                     transport = self._build_transport()
                     self._transport = transport
+        if transport is _RELEASED:
+            raise exception.CellRouterError(
+                f"the connections of cell {self.identity} were released (the cell changed or "
+                "was deleted): target the cell again"
+            )
         return transport
 
     def _build_transport(self) -> oslo_messaging.Transport | None:
@@ -69,7 +75,7 @@ class CellConnection:
 
     def rpc_client(self, topic: str, server: str | None = None, **kw: Any) -> Any:
         """An RPC client for ``topic`` (and ``server``) on this cell's queue."""
-        from cellrouter import exception, messaging
+        from cellrouter import messaging
 
         transport = self.transport
         if transport is None:
@@ -77,11 +83,11 @@ class CellConnection:
         return messaging.get_rpc_client(transport, self.transport_url, topic, server, **kw)
 
     def dispose(self) -> None:
-        """Close pooled database connections and the transport."""
+        """Close pooled database connections and the transport, for good."""
         self.engine.dispose()
-        transport = self._transport
-        self._transport = _UNBUILT
-        if transport is not _UNBUILT and transport is not None:
+        with self._lock:
+            transport, self._transport = self._transport, _RELEASED
+        if transport not in (_UNBUILT, _RELEASED) and transport is not None:
             from cellrouter import messaging
 
             messaging.cleanup_transport(transport)
@@ -185,8 +191,26 @@ def reset() -> None:
 
 
 def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
-    if kind == "cell":
-        release(keys)
+    """Release a cell's connections when it was deleted or its URLs changed.
+
+    A rename or a disable keeps them: requests in flight go on undisturbed.
+    (Other processes see the change on their next lookup of the cell: a new
+    URL is a new registry key.)
+    """
+    if kind != "cell":
+        return
+    held = {key[0]: key for key in _by_key if key[0] in keys}
+    stale = []
+    for cell_uuid, key in held.items():
+        try:
+            cell = CellMapping.get_by_uuid(None, cell_uuid)
+        except exception.CellMappingNotFound:
+            stale.append(cell_uuid)
+            continue
+        if (cell.database_connection, cell.transport_url) != key[1:]:
+            stale.append(cell_uuid)
+    if stale:
+        release(stale)
 
 
 def _after_fork_in_child() -> None:

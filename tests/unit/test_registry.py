@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import database, migration, registry
+from cellrouter import database, exception, migration, registry
 from cellrouter.api_schema import cell_mappings
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.context import RequestContext, target_cell
@@ -372,3 +372,27 @@ def test_forked_child_gets_new_pools(
     with target_cell(admin_ctx, cell) as cctx:
         assert cctx.engine is parent_engine
         assert get_instance(cctx, instance_uuid)["host"] == "forked-host"
+
+
+def test_rename_or_disable_keeps_the_connections(
+    make_cells: MakeCells, admin_ctx: RequestContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (cell,) = make_cells(1)
+    conn = registry.get(cell)
+    disposed: list[object] = []
+    monkeypatch.setattr(registry.CellConnection, "dispose", lambda self: disposed.append(self))
+    renamed = cell.update(admin_ctx, name="renamed", disabled=True)
+    assert disposed == []
+    assert registry.get(renamed) is conn
+    with target_cell(admin_ctx, renamed) as cctx:
+        assert cctx.engine is conn.engine
+
+
+def test_a_released_connection_never_rebuilds_its_transport(
+    make_cells: MakeCells, admin_ctx: RequestContext
+) -> None:
+    (cell,) = make_cells(1)
+    with target_cell(admin_ctx, cell) as cctx:
+        cell.destroy(admin_ctx)  # releases the connection this context holds
+        with pytest.raises(exception.CellRouterError, match="were released"):
+            cctx.transport  # noqa: B018
