@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cellrouter import exception
-from cellrouter.url import mask_url
+from cellrouter import dberror, exception
 
 __all__ = [
     "IN_CHUNK",
@@ -27,7 +26,6 @@ __all__ = [
     "chunks",
     "existing_keys",
     "insert_ignore",
-    "is_retryable",
     "retry_on_deadlock",
 ]
 
@@ -37,12 +35,6 @@ T = TypeVar("T")
 
 #: Values per IN list: far below every backend's bound-parameter limit.
 IN_CHUNK = 500
-
-#: MariaDB/MySQL: 1213 deadlock, 1205 lock wait timeout, 1020 record changed since
-#: last read (MariaDB >= 11.6 snapshot isolation).
-_MYSQL_RETRY_CODES = frozenset({1020, 1205, 1213})
-#: PostgreSQL: serialization failure, deadlock detected.
-_PG_RETRY_STATES = frozenset({"40001", "40P01"})
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
@@ -110,22 +102,6 @@ def insert_ignore(
     return inserted
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """True for errors that abort a transaction only because of a concurrent one."""
-    if not isinstance(exc, sa.exc.DBAPIError) or exc.connection_invalidated:
-        return False
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
-        return True
-    if getattr(orig, "sqlstate", None) in _PG_RETRY_STATES:
-        return True
-    if getattr(orig, "pgcode", None) in _PG_RETRY_STATES:
-        return True
-    text = str(orig).lower()
-    return "database is locked" in text or "database table is locked" in text
-
-
 def retry_on_deadlock(
     fn: Callable[..., T], *args: Any, attempts: int = 20, base_delay: float = 0.01
 ) -> T:
@@ -138,7 +114,7 @@ def retry_on_deadlock(
         try:
             return fn(*args)
         except sa.exc.DBAPIError as exc:
-            if attempt == attempts or not is_retryable(exc):
+            if attempt == attempts or not dberror.is_retryable(exc):
                 raise
             delay = base_delay * min(2 ** (attempt - 1), 50) * (0.5 + random.random())
             LOG.debug("transaction aborted by a concurrent one (attempt %d), retrying", attempt)
@@ -148,6 +124,4 @@ def retry_on_deadlock(
 
 def cell_unavailable(identity: str, exc: Exception) -> exception.CellUnavailable:
     """The error an operator verb raises when a cell's database fails (message masked)."""
-    orig = getattr(exc, "orig", None)
-    reason = mask_url(str(orig if orig is not None else exc))
-    return exception.CellUnavailable(cell=identity, reason=reason)
+    return exception.CellUnavailable(cell=identity, reason=dberror.describe(exc))

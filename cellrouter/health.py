@@ -8,12 +8,13 @@ at the end of each interval (waiting at most ``[cells]/health_probe_timeout``):
 success brings the cell back, failure keeps it down for another interval. So a
 dead cell costs one request the scatter timeout, not every request.
 
-Ordinary exceptions from the scattered function (bugs, NotFound...) mean the
-cell answered: they never mark it down.
+Only connection-type errors (:func:`cellrouter.dberror.is_connection_error`)
+mark a cell down. Other exceptions from the scattered function (bugs,
+NotFound, an unknown column in a drifted schema...) mean the cell answered.
 
 Readers never lock: the set of down cells is a dict replaced whole.
 :func:`cell_health` gives the state as immutable records for the CLI and for
-metrics. Error texts are masked (:func:`~cellrouter.url.mask_url`).
+metrics. Error texts are masked (:func:`cellrouter.dberror.describe`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,15 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from cellrouter import events, exception, registry
+from cellrouter import dberror, events, registry
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.conf import get_conf
 from cellrouter.types import utcnow
-from cellrouter.url import mask_url
 
 __all__ = [
     "CellHealth",
     "cell_health",
-    "describe_error",
     "down_cells",
-    "is_connection_error",
     "is_down",
     "record_failure",
     "record_success",
@@ -51,12 +49,7 @@ LOG = logging.getLogger(__name__)
 #: ``last_error`` of a cell that did not answer in time.
 TIMEOUT = "timeout"
 
-_MAX_ERROR_TEXT = 200
-
-# MySQL/MariaDB error codes and PostgreSQL SQLSTATEs that are OperationalErrors
-# of a healthy server (lock waits, deadlocks, cancelled statements).
-_TRANSIENT_MYSQL_CODES = frozenset({1205, 1213, 3024})
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+#: ``"ErrorClass: masked message"`` of a failure (kept here for :mod:`cellrouter.listing`).
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,45 +117,6 @@ def is_down(cell_uuid: str) -> bool:
     return cell_uuid in _down
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """True for errors that say the cell is unreachable or hung, not that fn failed.
-
-    Connection failures and timeouts count (SQLAlchemy OperationalError and
-    InterfaceError, invalidated connections, pool timeouts, socket errors,
-    :class:`~cellrouter.exception.CellUnavailable`); lock waits, deadlocks and
-    cancelled statements do not, nor does anything else fn may raise.
-    """
-    if isinstance(
-        exc,
-        exception.CellUnavailable
-        | sa.exc.DisconnectionError
-        | sa.exc.TimeoutError
-        | TimeoutError
-        | ConnectionError,
-    ):
-        return True
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-        return False
-    orig = exc.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    if code in _TRANSIENT_MYSQL_CODES:
-        return False
-    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
-        return False
-    return "database is locked" not in str(orig)
-
-
-def describe_error(exc: BaseException) -> str:
-    """``"ErrorClass: first line of the message"``, masked and shortened, for logs."""
-    text = str(exc).strip().splitlines()
-    message = mask_url(text[0])[:_MAX_ERROR_TEXT] if text else ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
 def _state(cell: CellMapping) -> _State:
     state = _states.get(cell.uuid)
     if state is None:
@@ -195,7 +149,7 @@ def record_failure(cell: CellMapping, error: BaseException | None) -> float | No
     state = _state(cell)
     state.cell = cell
     state.consecutive_failures += 1
-    state.last_error = TIMEOUT if error is None else describe_error(error)
+    state.last_error = TIMEOUT if error is None else dberror.describe(error)
     state.last_failure_at = utcnow()
     if interval <= 0:
         return None
@@ -313,7 +267,7 @@ def _probe_once(
     error = outcome[0]
     if error is None:
         return True, None, latency, None
-    return False, describe_error(error), latency, None
+    return False, dberror.describe(error), latency, None
 
 
 def cell_health() -> dict[str, CellHealth]:

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import cell_list, exception, health
+from cellrouter import cell_list, dberror, exception
 from cellrouter.api_schema import instance_mappings
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.cell_schema import instances
@@ -89,7 +89,7 @@ def _unavailable(cells: Sequence[CellMapping], failed: Mapping[str, str]) -> Exc
 
 def _failure_reason(value: object) -> str:
     if isinstance(value, BaseException):
-        return health.describe_error(value)
+        return dberror.describe(value)
     return "did not respond"
 
 

@@ -12,7 +12,8 @@ timeout never delays or starves later calls), and threads idle for a while
 retire. The caller waits at most ``timeout`` in total, on one lock.
 
 Cells that :mod:`cellrouter.health` knows to be down are answered with the
-sentinel at once. Timeouts and connection errors mark a cell down; every
+sentinel at once. Timeouts and connection errors
+(:func:`cellrouter.dberror.is_connection_error`) mark a cell down; every
 failure is logged once per cell, naming the cell by its identity only.
 """
 
@@ -27,7 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
-from cellrouter import cell_list, health
+from cellrouter import cell_list, dberror, health
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.conf import get_conf
 from cellrouter.context import RequestContext, target_cell
@@ -154,11 +155,6 @@ def submit(job: Callable[[], None]) -> None:
     _pool.submit(job)
 
 
-def pool_stats() -> tuple[int, int]:
-    """(worker threads alive, of which idle), for metrics and tests."""
-    return _pool.stats()
-
-
 # -- scatter-gather ----------------------------------------------------------------
 
 
@@ -202,11 +198,9 @@ class _Gather:
             if self.remaining == 0:
                 self.done.release()
 
-    def wait(self, timeout: float | None) -> dict[str, tuple[Any, float]]:
-        if timeout is None:
-            self.done.acquire()
-        else:
-            self.done.acquire(timeout=max(timeout, 0.0))
+    def wait(self, timeout: float) -> dict[str, tuple[Any, float]]:
+        """The results that arrived within ``timeout`` seconds; later ones are dropped."""
+        self.done.acquire(timeout=max(timeout, 0.0))
         with self.lock:
             self.open = False
         return self.results
@@ -215,7 +209,7 @@ class _Gather:
 def _gather(
     ctx: RequestContext,
     cells: Iterable[CellMapping],
-    timeout: float | None,
+    timeout: float,
     fn: Callable[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -252,15 +246,15 @@ def _gather(
     return results
 
 
-def _report_timeout(cell: CellMapping, timeout: float | None) -> None:
+def _report_timeout(cell: CellMapping, timeout: float) -> None:
     interval = health.record_failure(cell, None)
     suffix = f"; treating it as down for {interval:g}s" if interval else ""
-    LOG.warning("Cell %s did not respond within %.3gs%s", cell.identity, timeout or 0.0, suffix)
+    LOG.warning("Cell %s did not respond within %.3gs%s", cell.identity, timeout, suffix)
 
 
 def _report_error(cell: CellMapping, exc: BaseException, elapsed: float) -> None:
-    described = health.describe_error(exc)
-    if health.is_connection_error(exc):
+    described = dberror.describe(exc)
+    if dberror.is_connection_error(exc):
         interval = health.record_failure(cell, exc)
         suffix = f"; treating it as down for {interval:g}s" if interval else ""
         LOG.warning("Cell %s is unreachable: %s%s", cell.identity, described, suffix)

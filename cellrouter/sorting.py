@@ -7,7 +7,10 @@ Python, so all of them must agree on the order:
   PostgreSQL needs ``NULLS FIRST`` ascending and ``NULLS LAST`` descending.
 * Strings compare by code point, like Python: binary collations (MariaDB
   ``utf8mb4_nopad_bin`` - plain ``utf8mb4_bin`` pads trailing spaces, so
-  ``'a' = 'a '`` there -, PostgreSQL ``"C"``, SQLite's default BINARY).
+  ``'a' = 'a '`` there -, MySQL ``utf8mb4_0900_bin``, PostgreSQL ``"C"``,
+  SQLite's default BINARY). On MySQL/MariaDB the value is first converted to
+  utf8mb4, so a cell whose tables are utf8mb3 or latin1 (old Nova defaults)
+  sorts the same and accepts the collation.
 * The unique key (uuid) is always the last key, so the order is total and a
   marker row is an exact position: "rows after the marker" is a keyset
   condition every cell can evaluate, NULL-aware.
@@ -27,6 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from cellrouter import exception
 
@@ -108,20 +114,36 @@ def build_sort_spec(
 # -- SQL -------------------------------------------------------------------------
 
 
-def _binary_collation(dialect: Dialect) -> str | None:
-    if dialect.name == "postgresql":
-        return "C"
-    if dialect.name in ("mysql", "mariadb"):
-        return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
-    return None  # SQLite: BINARY is the default
+class _Utf8mb4Binary(FunctionElement[Any]):
+    """MySQL/MariaDB: a string compared by code point, whatever its column's charset.
+
+    Renders ``CONVERT(expr USING utf8mb4) COLLATE <no-pad binary collation>``:
+    a utf8mb4 collation is only valid on a utf8mb4 value (error 1253 on utf8mb3
+    or latin1 columns), and every character of those charsets converts to the
+    same code point in utf8mb4. Bound values compared with it take its collation.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, expr: sa.ColumnElement[Any]) -> None:
+        super().__init__(expr)
+        self.type = expr.type
+
+
+@compiles(_Utf8mb4Binary, "mysql")
+@compiles(_Utf8mb4Binary, "mariadb")
+def _compile_utf8mb4_binary(element: _Utf8mb4Binary, compiler: SQLCompiler, **kw: Any) -> str:
+    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    return f"CONVERT({compiler.process(element.clauses, **kw)} USING utf8mb4) COLLATE {collation}"
 
 
 def sortable(expr: sa.ColumnElement[Any], dialect: Dialect) -> sa.ColumnElement[Any]:
-    """``expr`` as it must be compared: strings under the binary collation."""
+    """``expr`` as it must be compared: strings by code point (SQLite's default BINARY)."""
     if isinstance(expr.type, sa.String):
-        collation = _binary_collation(dialect)
-        if collation is not None:
-            return expr.collate(collation)
+        if dialect.name == "postgresql":
+            return expr.collate("C")
+        if dialect.name in ("mysql", "mariadb"):
+            return _Utf8mb4Binary(expr)
     return expr
 
 

@@ -4,7 +4,7 @@ Each cell is probed in its own thread, so one slow or dead cell costs its own
 timeout, not the sum of all of them. A database probe opens a fresh connection
 and runs ``SELECT 1``; a queue probe really connects to RabbitMQ (kombu, one
 attempt per broker host). Nothing here prints, and every error text kept in a
-result has gone through :func:`~cellrouter.url.mask_url`.
+result has gone through :func:`~cellrouter.dberror.describe` (masked).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 
+from cellrouter import dberror
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.engine import create_engine, parse_db_url
-from cellrouter.url import mask_url
 
 __all__ = ["CellProbe", "Probe", "probe_cells", "probe_database", "probe_queue"]
 
@@ -58,14 +58,6 @@ class CellProbe:
         return not (self.database.failed or self.queue.failed)
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line, masked reason (the DB-API error rather than SQLAlchemy's wrapper)."""
-    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-    lines = str(inner).strip().splitlines()
-    text = f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
-    return mask_url(text)
-
-
 def _elapsed_ms(start: float) -> float:
     return (time.monotonic() - start) * 1000.0
 
@@ -94,7 +86,7 @@ def probe_database(url: str, timeout: float) -> Probe:
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        return Probe("unreachable", latency_ms=_elapsed_ms(start), error=_describe(exc))
+        return Probe("unreachable", latency_ms=_elapsed_ms(start), error=dberror.describe(exc))
     return Probe("ok", latency_ms=_elapsed_ms(start))
 
 
@@ -125,7 +117,7 @@ def _probe_amqp(url: str, timeout: float) -> Probe:
             timeout=timeout * len(urls),
         )
     except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        return Probe("unreachable", latency_ms=_elapsed_ms(start), error=_describe(exc))
+        return Probe("unreachable", latency_ms=_elapsed_ms(start), error=dberror.describe(exc))
     finally:
         conn.release()
     return Probe("ok", latency_ms=_elapsed_ms(start))
@@ -136,7 +128,7 @@ def probe_queue(url: str, timeout: float) -> Probe:
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:
-        return Probe("unreachable", error=_describe(exc))
+        return Probe("unreachable", error=dberror.describe(exc))
     driver = scheme.split("+")[0]
     if driver == "none":
         return Probe("n/a")

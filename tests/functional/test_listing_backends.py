@@ -3,16 +3,21 @@
 Runs the walk property of ``tests/unit/test_listing.py`` (rows over 1-8 cells,
 random sorts over nullable columns and collation-sensitive strings, random
 page sizes, down cells with and without down-cell records) against each
-backend: the servers must order exactly like Python and like SQLite.
+backend: the servers must order exactly like Python and like SQLite. MariaDB
+cells whose tables are utf8mb3 or latin1 (old Nova defaults) must too.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+import os
+import uuid as uuidlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import listing_property as prop  # tests/ is on sys.path (the rootdir conftest)
 import pytest
+import servers  # tests/functional/ is on sys.path (its conftest)
 import sqlalchemy as sa
 from oslo_config import cfg
 
@@ -117,3 +122,126 @@ def test_unreachable_database_gives_a_flagged_partial_list(
     assert [row.get("status") for row in result.rows[:4]] == [UNKNOWN_STATUS, None, None] + [
         UNKNOWN_STATUS
     ]
+
+
+# -- cells whose tables are not utf8mb4 ------------------------------------------------
+
+#: Collation-sensitive names each charset can store: case, trailing space vs tab, non-ASCII.
+_UTF8MB3_NAMES = ("", "a", "a ", "a\t", "A", "b", "é", "ß", "\u20ac", "\u03a9", "\uffee")
+_LATIN1_NAMES = ("", "a", "a ", "a\t", "A", "b", "é", "É", "ß", "ÿ", "£")
+
+
+@pytest.fixture
+def mysql_charset_db() -> Iterator[Callable[[str, str], str]]:
+    """``make(label, charset) -> url``: a MariaDB database of that default charset, dropped after.
+
+    The shared factory creates utf8mb4 databases only; tables created by the
+    migrations inherit the database's charset.
+    """
+    servers.require_mariadb()
+    admin = sa.create_engine(
+        servers.mysql_url("mysql"), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    created: list[str] = []
+
+    def make(label: str, charset: str) -> str:
+        name = f"crtest_{label}_{os.getpid()}_{uuidlib.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET {charset}"))
+        created.append(name)
+        return servers.mysql_url(name)
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def _column_charset(url: str, column: str) -> str:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT character_set_name FROM information_schema.columns WHERE"
+                    " table_schema = DATABASE() AND table_name = 'instances'"
+                    " AND column_name = :column"
+                ),
+                {"column": column},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _walk(sort_keys: Sequence[str], direction: str, limit: int) -> list[dict[str, Any]]:
+    """Every page of the instance list, following the markers."""
+    ctx = get_admin_context()
+    rows: list[dict[str, Any]] = []
+    marker = None
+    for _ in range(100):
+        page = list_instances(
+            ctx, sort_keys=list(sort_keys), sort_dirs=[direction], limit=limit, marker=marker
+        )
+        assert not page.partial, page.failed_cells
+        rows += page.rows
+        marker = page.next_marker
+        if marker is None:
+            return rows
+    raise AssertionError("the walk did not end")
+
+
+@pytest.mark.parametrize(
+    ("charset", "names"), [("utf8mb3", _UTF8MB3_NAMES), ("latin1", _LATIN1_NAMES)]
+)
+def test_cells_with_utf8mb3_or_latin1_tables_sort_by_code_point(
+    conf: cfg.ConfigOpts,
+    mysql_db_factory: Callable[..., str],
+    mysql_charset_db: Callable[[str, str], str],
+    charset: str,
+    names: tuple[str, ...],
+) -> None:
+    api_url = mysql_db_factory("api")
+    migration.sync("api", api_url)
+    conf.set_override("connection", api_url, group="api_database")
+    ctx = get_admin_context()
+    cells = []
+    for index in range(3):
+        url = mysql_charset_db(f"{charset}{index}", charset)
+        migration.sync("cell", url)
+        assert _column_charset(url, "display_name") == charset
+        cells.append(
+            CellMapping.create(
+                ctx, name=f"cell{index}", database_connection=url, transport_url="none:///"
+            )
+        )
+    world = prop.ListingWorld(cells)
+    placed = []
+    for index, name in enumerate([*names, *names, None, None]):  # equal names: uuid decides
+        uuid = f"00000000-0000-4000-8000-{index:012d}"
+        host = names[(index * 7) % len(names)]
+        row = {"uuid": uuid, "display_name": name, "host": host, "project_id": "p1", "deleted": 0}
+        at = index % len(cells)
+        placed.append(
+            (at, row, {"instance_uuid": uuid, "cell_id": cells[at].id, "project_id": "p1"})
+        )
+    world.load(placed)
+    rows = [row for _, row, _ in placed]
+
+    for sort_keys in (["display_name"], ["host", "display_name"]):
+        keys = [*sort_keys, "uuid"]
+        for direction in ("asc", "desc"):
+            expected = prop.expected_order(rows, keys, [direction] * len(keys))
+            for limit in (1, 4, 100):
+                walked = _walk(sort_keys, direction, limit)
+                assert [r["uuid"] for r in walked] == [r["uuid"] for r in expected], (
+                    sort_keys,
+                    direction,
+                    limit,
+                )
+                assert [r["display_name"] for r in walked] == [r["display_name"] for r in expected]
+    if charset == "utf8mb3":  # the shared checks' strings are all utf8mb3 characters
+        prop.check_string_and_null_order(world)
+        prop.run_walk_property(world, max_examples=15)

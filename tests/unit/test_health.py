@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import exception, health
+from cellrouter import health
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.context import RequestContext
 
@@ -43,43 +43,7 @@ def operational_error(orig: BaseException) -> sa.exc.OperationalError:
 
 
 class FakeDBAPIError(Exception):
-    """Stands in for a driver error: ``args[0]`` a MySQL code, ``sqlstate`` for psycopg."""
-
-    def __init__(self, *args: Any, sqlstate: str | None = None) -> None:
-        super().__init__(*args)
-        self.sqlstate = sqlstate
-
-
-@pytest.mark.parametrize(
-    ("error", "expected"),
-    [
-        (operational_error(FakeDBAPIError(2003, "Can't connect")), True),
-        (operational_error(FakeDBAPIError("connection refused")), True),
-        (sa.exc.InterfaceError("SELECT 1", {}, FakeDBAPIError("closed")), True),
-        (exception.CellUnavailable(cell="c", reason="r"), True),
-        (TimeoutError(), True),
-        (ConnectionResetError(), True),
-        (sa.exc.TimeoutError("QueuePool limit reached"), True),
-        (operational_error(FakeDBAPIError(1213, "Deadlock found")), False),
-        (operational_error(FakeDBAPIError(1205, "Lock wait timeout")), False),
-        (operational_error(FakeDBAPIError("x", sqlstate="40001")), False),
-        (operational_error(FakeDBAPIError("database is locked")), False),
-        (sa.exc.IntegrityError("INSERT", {}, FakeDBAPIError("dup")), False),
-        (sa.exc.ProgrammingError("SELECT", {}, FakeDBAPIError("syntax")), False),
-        (exception.InstanceNotFound(uuid="u", cell="c"), False),
-        (ValueError("bug"), False),
-    ],
-)
-def test_is_connection_error(error: BaseException, expected: bool) -> None:
-    assert health.is_connection_error(error) is expected
-
-
-def test_describe_error_is_short_and_masked() -> None:
-    error = RuntimeError("cannot reach mysql+pymysql://nova:hunter2@db/nova\nsecond line")
-    described = health.describe_error(error)
-    assert described == "RuntimeError: cannot reach mysql+pymysql://nova:****@db/nova"
-    assert health.describe_error(RuntimeError()) == "RuntimeError"
-    assert len(health.describe_error(RuntimeError("x" * 1000))) < 250
+    """Stands in for a driver error (what marks a cell down: see test_dberror.py)."""
 
 
 def test_failure_marks_down_for_the_interval(conf: cfg.ConfigOpts, make_cells: MakeCells) -> None:
