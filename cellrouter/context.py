@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import registry
+from cellrouter import exception, registry
 from cellrouter.cell_mapping import CellMapping
 
 __all__ = ["RequestContext", "get_admin_context", "set_target_cell", "target_cell"]
@@ -44,7 +44,9 @@ class RequestContext:
         read_deleted: str = "no",
     ) -> None:
         if read_deleted not in _READ_DELETED:
-            raise ValueError(f"read_deleted must be one of {_READ_DELETED}, not {read_deleted!r}")
+            raise exception.InvalidValue(
+                what="read_deleted", reason=f"one of {_READ_DELETED}, not {read_deleted!r}"
+            )
         self.user_id = user_id
         self.project_id = project_id
         self.is_admin = is_admin
@@ -103,7 +105,7 @@ class RequestContext:
         new.is_admin = True
         if read_deleted is not None:
             if read_deleted not in _READ_DELETED:
-                raise ValueError(f"read_deleted must be one of {_READ_DELETED}")
+                raise exception.InvalidValue(what="read_deleted", reason=f"one of {_READ_DELETED}")
             new.read_deleted = read_deleted
         return new
 

@@ -71,7 +71,9 @@ class UpcallForbidden(CellRouterError):
     )
 
 
-class InvalidValue(CellRouterError):
+class InvalidValue(CellRouterError, ValueError):
+    """A bad argument (also a ValueError, for callers that catch those)."""
+
     msg_fmt = "Invalid {what}: {reason}"
 
     @classmethod

@@ -206,7 +206,9 @@ def map_instances(
     """
     _check_max_count(max_count)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        raise exception.InvalidValue(
+            what="batch_size", reason=f"a positive integer, not {batch_size!r}"
+        )
     ctx = ctx if ctx is not None else get_admin_context()
     cell = CellMapping.get_by_uuid(ctx, cell_uuid)
     if reset:

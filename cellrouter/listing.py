@@ -236,7 +236,7 @@ class CrossCellLister:
         """Exact-match conditions for ``filters`` (column -> value or list of values).
 
         ``deleted`` (True: deleted rows only, False: live rows only) overrides
-        ``ctx.read_deleted``, which applies otherwise. Unknown names raise ValueError.
+        ``ctx.read_deleted``, which applies otherwise. Unknown names raise InvalidValue.
         """
         table = self.table
         conditions: list[Any] = []
@@ -252,7 +252,9 @@ class CrossCellLister:
             if name == "deleted":
                 continue
             if name not in table.c:
-                raise ValueError(f"cannot filter {table.name} on {name!r}: no such column")
+                raise exception.InvalidValue(
+                    what="filter", reason=f"{table.name} has no column {name!r}"
+                )
             conditions.append(_column_condition(table.c[name], value))
         return conditions
 
@@ -318,7 +320,7 @@ class CrossCellLister:
         down-cell records were asked for.
         """
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, not {limit}")
+            raise exception.InvalidValue(what="limit", reason=f"must be >= 0, not {limit}")
         opts = get_conf().cells
         if timeout is None:
             timeout = float(opts.scatter_timeout)
@@ -377,7 +379,9 @@ class CrossCellLister:
         names = list(columns) if columns is not None else [c.name for c in table.c]
         unknown = [name for name in names if name not in table.c]
         if unknown:
-            raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
+            raise exception.InvalidValue(
+                what="columns", reason=f"{table.name} has no column(s) {', '.join(unknown)}"
+            )
         selected = [table.c[name] for name in names if name not in spec.keys]
         sort_columns = tuple(table.c[key] for key in spec.keys)
         return _CellQuery(spec, (*selected, *sort_columns), sort_columns, tuple(conditions))
@@ -587,7 +591,9 @@ def list_instances(
     filters = dict(filters or {})
     if project_only:
         if ctx.project_id is None:
-            raise ValueError("project_only needs a context with a project_id")
+            raise exception.InvalidValue(
+                what="project_only", reason="the context has no project_id"
+            )
         filters["project_id"] = ctx.project_id
     if cells is None:
         if by_project is None:

@@ -34,7 +34,7 @@ _METADATA: dict[str, sa.MetaData] = {"api": api_schema.metadata, "cell": cell_sc
 
 def _check_tier(tier: str) -> None:
     if tier not in _VERSION_TABLES:
-        raise ValueError(f"unknown schema tier {tier!r} (api or cell)")
+        raise exception.InvalidValue(what="schema tier", reason=f"{tier!r} (api or cell)")
 
 
 def _alembic_config(tier: str, connection: sa.Connection | None = None) -> Config:

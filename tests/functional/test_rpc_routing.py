@@ -9,16 +9,15 @@ created for the session (``rabbitmqctl``, root) and deleted afterwards.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import servers
 import sqlalchemy as sa
 from oslo_config import cfg
+from rpc_services import Recorder, Services
 
 import cellrouter.conf
 from cellrouter import exception, messaging, migration, registry, routing
@@ -53,68 +52,12 @@ def _vhost(url: str) -> str:
     return url.split("?")[0].rsplit("/", 1)[1]
 
 
-class Recorder:
-    """A compute-like endpoint that records what it got and answers calls."""
-
-    def __init__(self, cell: str) -> None:
-        self.cell = cell
-        self.received: list[tuple[str, Any]] = []
-        self._cond = threading.Condition()
-
-    def _record(self, method: str, value: Any) -> None:
-        with self._cond:
-            self.received.append((method, value))
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[tuple[str, Any]]], bool]) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self.received), timeout=WAIT)
-
-    # RPC methods
-    def poke(self, ctxt: dict[str, Any], marker: str, **kw: Any) -> None:
-        self._record("poke", marker)
-
-    def echo(self, ctxt: dict[str, Any], value: Any, **kw: Any) -> list[Any]:
-        self._record("echo", value)
-        return [self.cell, value, kw.get("instance_uuid")]
-
-
-class Services:
-    """Compute services (a transport + RPC server each) and client transports."""
-
-    def __init__(self) -> None:
-        self.transports: list[Any] = []
-        self.servers: list[Any] = []
-
-    def transport(self, url: str) -> Any:
-        transport = messaging.create_transport(url)
-        assert transport is not None
-        self.transports.append(transport)
-        return transport
-
-    def serve(self, url: str, host: str, endpoint: Recorder) -> None:
-        """A compute service on ``host`` that knows only its cell's transport URL."""
-        server = messaging.get_rpc_server(
-            self.transport(url), url, routing.COMPUTE_TOPIC, host, [endpoint]
-        )
-        server.start()  # declares its queues before returning
-        self.servers.append(server)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.stop()
-        for server in self.servers:
-            server.wait()
-        for transport in self.transports:
-            messaging.cleanup_transport(transport)
-
-
 @pytest.fixture
 def host1_in_both(cell_urls: dict[str, str]) -> Iterator[tuple[Services, Recorder, Recorder]]:
     """host1 serving in cell1 and in cell2."""
     services = Services()
     try:
-        ep1, ep2 = Recorder("cell1"), Recorder("cell2")
+        ep1, ep2 = Recorder("cell1", WAIT), Recorder("cell2", WAIT)
         services.serve(cell_urls["cell1"], "host1", ep1)
         services.serve(cell_urls["cell2"], "host1", ep2)
         yield services, ep1, ep2

@@ -42,9 +42,9 @@ def test_context_defaults_and_repr() -> None:
 
 
 def test_context_rejects_unknown_read_deleted() -> None:
-    with pytest.raises(ValueError, match="read_deleted"):
+    with pytest.raises(exception.InvalidValue, match="read_deleted"):
         RequestContext(read_deleted="maybe")
-    with pytest.raises(ValueError, match="read_deleted"):
+    with pytest.raises(exception.InvalidValue, match="read_deleted"):
         RequestContext().elevated(read_deleted="maybe")
 
 

@@ -222,7 +222,7 @@ def test_invalid_max_count_is_rejected(
 
 def test_invalid_batch_size_is_rejected(make_cells, admin_ctx: RequestContext) -> None:
     (cell,) = make_cells(1)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(exception.InvalidValue, match="batch_size"):
         map_instances(admin_ctx, cell.uuid, batch_size=0)
 
 

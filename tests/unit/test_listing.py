@@ -281,7 +281,7 @@ def test_filters(
         gone,
     }
     assert set(_uuids(list_instances(admin_ctx.elevated(read_deleted="only")))) == {gone}
-    with pytest.raises(ValueError, match="no_such"):
+    with pytest.raises(exception.InvalidValue, match="no_such"):
         list_instances(admin_ctx, filters={"no_such": 1})
 
 
@@ -295,11 +295,11 @@ def test_columns_limit_and_project_only(
     assert _uuids(result) == [mine]
     assert set(result.rows[0]) == {"uuid", "host", "created_at"}  # sort keys come along
     assert list_instances(ctx, limit=0).rows == []
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(exception.InvalidValue, match="limit"):
         list_instances(ctx, limit=-1)
-    with pytest.raises(ValueError, match="project_id"):
+    with pytest.raises(exception.InvalidValue, match="project_id"):
         list_instances(RequestContext(), project_only=True)
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(exception.InvalidValue, match="no column"):
         list_instances(ctx, columns=["nope"])
 
 

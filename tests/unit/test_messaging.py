@@ -9,14 +9,13 @@ apart. The fake listener polls every 50 ms: no latency is asserted anywhere.
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from oslo_config import cfg
+from rpc_services import Recorder, Services
 
 import cellrouter.conf
 from cellrouter import exception, messaging, migration, routing
@@ -28,66 +27,9 @@ CELL2_URL = "fake://cell2/"
 WAIT = 10.0  # generous upper bound for "eventually"; never asserted as a latency
 
 
-class Recorder:
-    """A compute-like endpoint that records what it got and answers calls."""
-
-    def __init__(self, cell: str) -> None:
-        self.cell = cell
-        self.received: list[tuple[str, Any]] = []
-        self._cond = threading.Condition()
-
-    def _record(self, method: str, value: Any) -> None:
-        with self._cond:
-            self.received.append((method, value))
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[tuple[str, Any]]], bool]) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self.received), timeout=WAIT)
-
-    # RPC methods
-    def poke(self, ctxt: dict[str, Any], marker: str, **kw: Any) -> None:
-        self._record("poke", marker)
-
-    def echo(self, ctxt: dict[str, Any], value: Any, **kw: Any) -> list[Any]:
-        self._record("echo", value)
-        return [self.cell, value, kw.get("instance_uuid")]
-
-
-class Cells:
-    """Per-cell compute transports and servers, stopped and released at teardown."""
-
-    def __init__(self) -> None:
-        self.transports: list[Any | None] = []
-        self.servers: list[Any] = []
-
-    def transport(self, url: str) -> Any:
-        transport = messaging.create_transport(url)
-        assert transport is not None
-        self.transports.append(transport)
-        return transport
-
-    def serve(self, url: str, host: str, endpoint: Recorder) -> None:
-        """A compute service on ``host`` that knows only its cell's transport URL."""
-        server = messaging.get_rpc_server(
-            self.transport(url), url, routing.COMPUTE_TOPIC, host, [endpoint]
-        )
-        server.start()
-        self.servers.append(server)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.stop()
-        for server in self.servers:
-            server.wait()
-        # A fake transport's cleanup empties the shared exchange table: do it last.
-        for transport in self.transports:
-            messaging.cleanup_transport(transport)
-
-
 @pytest.fixture
-def cells() -> Iterator[Cells]:
-    c = Cells()
+def cells() -> Iterator[Services]:
+    c = Services()
     try:
         yield c
     finally:
@@ -95,7 +37,7 @@ def cells() -> Iterator[Cells]:
 
 
 @pytest.fixture
-def two_cells(cells: Cells) -> tuple[Cells, Recorder, Recorder]:
+def two_cells(cells: Services) -> tuple[Services, Recorder, Recorder]:
     """host1 serving in cell1 and in cell2."""
     ep1, ep2 = Recorder("cell1"), Recorder("cell2")
     cells.serve(CELL1_URL, "host1", ep1)
@@ -243,7 +185,7 @@ def test_compute_topic() -> None:
     assert routing.compute_topic("host1") == ("compute", "host1")
 
 
-def test_client_target_and_options(cells: Cells) -> None:
+def test_client_target_and_options(cells: Services) -> None:
     transport = cells.transport(CELL1_URL)
     client = messaging.get_rpc_client(
         transport, CELL1_URL, "compute", "host1", version="5.1", timeout=7, namespace="ns"
@@ -259,7 +201,7 @@ def test_client_target_and_options(cells: Cells) -> None:
 
 
 @pytest.mark.parametrize("executor", ["threading", None])
-def test_server_without_deprecation_warning(cells: Cells, executor: str | None) -> None:
+def test_server_without_deprecation_warning(cells: Services, executor: str | None) -> None:
     transport = cells.transport(CELL1_URL)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -269,7 +211,7 @@ def test_server_without_deprecation_warning(cells: Cells, executor: str | None) 
     assert server._target.exchange == "cellrouter.cell1"  # no public accessor
 
 
-def test_cast_reaches_only_its_cell(two_cells: tuple[Cells, Recorder, Recorder]) -> None:
+def test_cast_reaches_only_its_cell(two_cells: tuple[Services, Recorder, Recorder]) -> None:
     cells, ep1, ep2 = two_cells
     for url, marker in ((CELL1_URL, "for-cell1"), (CELL2_URL, "for-cell2")):
         client = messaging.get_rpc_client(
@@ -282,7 +224,7 @@ def test_cast_reaches_only_its_cell(two_cells: tuple[Cells, Recorder, Recorder])
     assert ep2.received == [("poke", "for-cell2")]
 
 
-def test_call_returns_the_endpoint_value(two_cells: tuple[Cells, Recorder, Recorder]) -> None:
+def test_call_returns_the_endpoint_value(two_cells: tuple[Services, Recorder, Recorder]) -> None:
     cells, ep1, ep2 = two_cells
     client = messaging.get_rpc_client(
         cells.transport(CELL2_URL), CELL2_URL, "compute", "host1", timeout=WAIT
@@ -291,7 +233,7 @@ def test_call_returns_the_endpoint_value(two_cells: tuple[Cells, Recorder, Recor
     assert ep1.received == []
 
 
-def test_call_to_missing_server_times_out(two_cells: tuple[Cells, Recorder, Recorder]) -> None:
+def test_call_to_missing_server_times_out(two_cells: tuple[Services, Recorder, Recorder]) -> None:
     cells, ep1, ep2 = two_cells
     client = messaging.get_rpc_client(
         cells.transport(CELL1_URL), CELL1_URL, "compute", "no-such-host", timeout=0.5
@@ -301,7 +243,7 @@ def test_call_to_missing_server_times_out(two_cells: tuple[Cells, Recorder, Reco
     assert ep1.received == [] and ep2.received == []
 
 
-def test_vhostless_cell_is_separate(cells: Cells) -> None:
+def test_vhostless_cell_is_separate(cells: Services) -> None:
     # A same-named host in a third, vhost-less fake cell does not see cell1's traffic.
     ep_other = Recorder("other")
     cells.serve("fake://", "host1", ep_other)
@@ -338,7 +280,7 @@ def deployment(
     make_cells: Callable[..., list[CellMapping]],
     make_instance: Callable[..., str],
     admin_ctx: RequestContext,
-    cells: Cells,
+    cells: Services,
 ) -> tuple[Deployment, Recorder, Recorder]:
     dep = Deployment(make_cells(2), make_instance, admin_ctx)
     assert [c.transport_url for c in dep.cells.values()] == [CELL1_URL, CELL2_URL]
