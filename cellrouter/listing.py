@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -170,28 +171,34 @@ class _Source:
 
 
 def _merge(
-    sources: Sequence[_Source], key: Callable[[SortValues], Any], limit: int | None
+    sources: Sequence[_Source], order: tuple[Callable[[SortValues], Any], bool], limit: int | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    """k-way heap merge of ``sources`` up to ``limit`` rows; (rows, more rows exist)."""
-    heap = []
-    for index, source in enumerate(sources):
-        row = source.next(limit)
-        if row is not None:
-            heap.append((key(source.getter(row)), index, row))
-    heapq.heapify(heap)
+    """k-way heap merge of ``sources`` up to ``limit`` rows; (rows, more rows exist).
+
+    :func:`heapq.merge` pulls a source's next row only after it emitted the
+    previous one, so a cell is asked for another batch only when the page
+    really needs its rows.
+    """
+    key, reverse = order
     out: list[dict[str, Any]] = []
-    while heap:
-        _, index, row = heap[0]
-        source = sources[index]
-        out.append(source.to_dict(row))
+    pulled = 0  # rows taken from the sources; those not in ``out`` wait in the merge
+
+    def keyed(source: _Source) -> Iterator[tuple[Any, Any, Callable[[Any], dict[str, Any]]]]:
+        nonlocal pulled
+        getter, to_dict = source.getter, source.to_dict
+        while (row := source.next(None if limit is None else limit - len(out))) is not None:
+            pulled += 1
+            yield key(getter(row)), row, to_dict
+
+    merged = heapq.merge(*(keyed(source) for source in sources), key=_first, reverse=reverse)
+    for _, row, to_dict in merged:
+        out.append(to_dict(row))
         if limit is not None and len(out) >= limit:
-            return out, len(heap) > 1 or source.has_more()
-        row = source.next(None if limit is None else limit - len(out))
-        if row is None:
-            heapq.heappop(heap)
-        else:
-            heapq.heapreplace(heap, (key(source.getter(row)), index, row))
+            return out, pulled > len(out) or any(source.has_more() for source in sources)
     return out, False
+
+
+_first = operator.itemgetter(0)
 
 
 def _read_sort_values(
@@ -365,7 +372,7 @@ class CrossCellLister:
         if failed and down_cell_records:
             down = [cell for cell in cell_tuple if cell.uuid in failed]
             sources.append(self._records_source(ctx, down, spec, after, limit, filters))
-        rows, more = _merge(sources, spec.merge_key, limit)
+        rows, more = _merge(sources, spec.merge_order, limit)
         if failed and must_fail:  # a cell failed when the merge asked it for more rows
             raise _unavailable(cell_tuple, failed)
         next_marker = rows[-1][self.unique_key] if more and rows else None

@@ -41,6 +41,7 @@ __all__ = [
     "after_marker",
     "build_sort_spec",
     "merge_key_function",
+    "merge_order",
     "order_by",
     "sortable",
     "values_getter",
@@ -66,6 +67,11 @@ class SortSpec:
     def merge_key(self) -> Callable[[Sequence[Any]], Any]:
         """Python sort key of a row's sort values (see :func:`merge_key_function`)."""
         return merge_key_function(self.descending)
+
+    @property
+    def merge_order(self) -> tuple[Callable[[Sequence[Any]], Any], bool]:
+        """(key, reverse) for :func:`heapq.merge` (see :func:`merge_order`)."""
+        return merge_order(self.descending)
 
 
 def build_sort_spec(
@@ -263,6 +269,20 @@ def merge_key_function(descending: tuple[bool, ...]) -> Callable[[Sequence[Any]]
         return parts
 
     return key
+
+
+@functools.cache
+def merge_order(descending: tuple[bool, ...]) -> tuple[Callable[[Sequence[Any]], Any], bool]:
+    """(key, reverse) that order rows' sort values exactly like :func:`order_by`.
+
+    When every key runs the same way (the common case, e.g. the default
+    ``created_at desc, uuid desc``) the key is plain tuples compared natively,
+    with ``reverse`` for descending: no Python-level comparisons in the merge.
+    Mixed directions fall back to :func:`merge_key_function`.
+    """
+    if len(set(descending)) == 1:
+        return (lambda values: tuple([(v is not None, v) for v in values])), descending[0]
+    return merge_key_function(descending), False
 
 
 def values_getter(fields: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
