@@ -608,3 +608,49 @@ def test_no_output_shows_a_password_unless_verbose_asks(
 def test_argparse_errors_exit_2(cli: Cli) -> None:
     runs = cli.many(["delete_host", "--cell_uuid", new_uuid()], ["no_such_command"])
     assert codes(runs) == [2, 2]
+
+
+def test_map_instances_shows_progress_only_on_a_terminal(
+    cli: Cli, make_cells: MakeCells, make_instance: MakeInstance
+) -> None:
+    import os
+    import pty
+
+    [cell] = make_cells(1)
+    for _ in range(3):
+        make_instance(cell, mapped=False)
+    piped = cli("map_instances", "--cell_uuid", cell.uuid, "--reset")
+    assert piped.code == 0 and "examined" not in piped.stderr
+
+    primary, secondary = pty.openpty()  # stderr on a terminal
+    try:
+        proc = subprocess.run(
+            [
+                str(SCRIPT),
+                "--config-file",
+                str(cli.path),
+                "cell_v2",
+                "map_instances",
+                "--cell_uuid",
+                cell.uuid,
+                "--reset",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=120,
+            check=False,
+        )
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0
+    assert b"examined 3 instance(s), mapped 0" in seen
