@@ -10,6 +10,7 @@ codes are listed in each command's ``--help``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 import traceback
@@ -183,7 +184,11 @@ def _update_cell(args: argparse.Namespace) -> int:
         disable=args.disable,
         enable=args.enable,
     )
-    parts = [f"updated ({', '.join(result.changed)})"] if result.changed else []
+    changed = [
+        ("enabled" if not result.cell.disabled else "disabled") if field == "disabled" else field
+        for field in result.changed
+    ]
+    parts = [f"updated: {', '.join(changed)}"] if changed else []
     if result.already:
         parts.append(f"already {result.already}")
     out(f"Cell {result.cell.identity}: {'; '.join(parts) or 'nothing to update'}.")
@@ -222,7 +227,9 @@ def _discover_hosts(args: argparse.Namespace) -> int:
     out(f"{len(result.new_hosts)} new host(s) mapped.")
     if result.conflicts:
         return 3
-    if result.failed_cells or (args.strict and not result.new_hosts):
+    if result.failed_cells:
+        return EXIT_UNEXPECTED
+    if args.strict and not result.new_hosts:
         return 1
     return 0
 
@@ -252,7 +259,7 @@ def _map_cell_and_hosts(args: argparse.Namespace) -> int:
     out(f"Cell {result.cell.identity} {state}; {len(result.discovery.new_hosts)} new host(s).")
     if args.verbose:
         out(result.cell.uuid)
-    return 1 if result.discovery.failed_cells else 0
+    return EXIT_UNEXPECTED if result.discovery.failed_cells else 0
 
 
 def _simple_cell_setup(args: argparse.Namespace) -> int:
@@ -437,7 +444,7 @@ def _add_cell_v2_commands(categories: argparse._SubParsersAction) -> None:  # ty
         "discover_hosts",
         _discover_hosts,
         "Map the compute hosts of the cells that are not mapped yet.",
-        codes="0 done; 1 with --strict: no new host, or a cell could not be read; "
+        codes="0 done; 1 with --strict: no new host; 255 a cell could not be read; "
         "3 a host is already mapped to another cell (left there)",
     )
     _option(p, "--cell_uuid", help="only this cell")
@@ -462,7 +469,7 @@ def _add_cell_v2_commands(categories: argparse._SubParsersAction) -> None:  # ty
         "map_cell_and_hosts",
         _map_cell_and_hosts,
         "Map the cell of [database]/connection (or reuse it) and its hosts.",
-        codes="0 done; 1 a URL is missing or invalid, or the cell's database cannot be read",
+        codes="0 done; 1 a URL is missing or invalid; 255 the cell's database cannot be read",
     )
     _option(p, "--transport-url", metavar="URL", help=mq_help)
     _option(p, "--name", help="name of the cell, if it is created")
@@ -532,18 +539,27 @@ CATEGORIES: list[Callable[[argparse._SubParsersAction], None]] = [  # type: igno
 ]
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cellrouter")
+    except importlib.metadata.PackageNotFoundError:  # running from a bare checkout
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cellrouter-manage",
         description="Operate a cellrouter deployment (nova-manage compatible).",
         epilog="exit codes: 0 success; 1 a cellrouter error; 2 bad arguments; "
-        "255 unexpected error. See each command's --help for its own codes.",
+        "255 unexpected error (a database that cannot be reached included). See each "
+        "command's --help for its own codes.",
     )
     parser.add_argument(
         "--config-file", action="append", default=[], metavar="PATH", help="(repeatable)"
     )
     parser.add_argument("--config-dir", action="append", default=[], metavar="DIR")
     parser.add_argument("--debug", action="store_true", help="log and show tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     categories = parser.add_subparsers(dest="category", required=True, metavar="CATEGORY")
     for add in CATEGORIES:
         add(categories)
@@ -556,9 +572,13 @@ def _print_traceback(exc: BaseException) -> None:
 
 
 def _exit_code(exc: BaseException, errors: ErrorCodes) -> int:
+    """The command's code for ``exc``; else 255 for an unreachable cell (not the
+    operator's input: no command's table gives it a meaning), else 1."""
     for klass in type(exc).__mro__:
         if klass in errors:
             return errors[klass]
+    if isinstance(exc, exception.CellUnavailable):
+        return EXIT_UNEXPECTED
     return 1
 
 

@@ -24,6 +24,7 @@ from cellrouter.cell_mapping import (
     CELL0_UUID,
     NO_TRANSPORT_URL,
     CellMapping,
+    format_cell_url,
     validate_transport_url,
 )
 from cellrouter.cell_schema import compute_nodes, instances
@@ -59,6 +60,7 @@ from cellrouter.instance import get_instance
 from cellrouter.instance_mapper import MapInstancesResult
 from cellrouter.instance_mapping import InstanceMapping
 from cellrouter.status import CellProbe, probe_cells
+from cellrouter.url import mask_url
 
 __all__ = [
     "Cell0Result",
@@ -182,7 +184,7 @@ def _transport_url(given: str | None) -> str:
         raise MissingURL(
             kind="transport", option="--transport-url", config="[DEFAULT]/transport_url"
         )
-    validate_transport_url(url)
+    validate_transport_url(format_cell_url(url, "transport"))  # a template: once filled
     return url
 
 
@@ -387,9 +389,15 @@ def update_cell(
     cell = CellMapping.get_by_uuid(ctx, cell_uuid)
     if (disable or enable) and cell.is_cell0():
         raise CellIsCell0(action="disabled" if disable else "enabled")
+    if cell.is_cell0() and transport_url and transport_url != NO_TRANSPORT_URL:
+        raise InvalidURL(
+            kind="transport",
+            url=mask_url(transport_url),
+            reason=f"cell0 has no message queue: its transport URL stays {NO_TRANSPORT_URL}",
+        )
     _check_unique(ctx, database_connection, transport_url, exclude=cell.uuid)
     changes: dict[str, Any] = {}
-    if name is not None and name != cell.name:
+    if name and name != cell.name:  # like nova-manage: an empty --name changes nothing
         changes["name"] = name
     if transport_url and transport_url != cell.transport_url_template:
         changes["transport_url"] = transport_url

@@ -161,11 +161,19 @@ _GROUPED_OPTS: list[tuple[cfg.OptGroup | None, list[cfg.Opt]]] = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register every cellrouter option on ``conf`` (idempotent)."""
+    """Register every cellrouter option on ``conf`` (idempotent).
+
+    Each ``ConfigOpts`` gets its own OptGroup objects: oslo.config keeps
+    values and overrides inside the group object, so sharing one between the
+    library's CONF and a service's would share their settings.
+    """
     for group, opts in _GROUPED_OPTS:
+        name = None
         if group is not None:
-            conf.register_group(group)
-        conf.register_opts(opts, group=group)
+            name = group.name
+            if name not in conf:
+                conf.register_group(cfg.OptGroup(name, title=group.title, help=group.help))
+        conf.register_opts(opts, group=name)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

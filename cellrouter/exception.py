@@ -178,8 +178,8 @@ class CellIsCell0(CellRouterError):
 
 class CellHasOnlyDeletedInstances(CellRouterError):
     msg_fmt = (
-        "Cell {uuid} still has mappings of {count} deleted instance(s); archive them "
-        "(db archive_deleted_rows) or delete the cell with --force."
+        "Cell {uuid} still has mappings of {count} deleted instance(s); delete the cell "
+        "with --force to remove them with it."
     )
 
 

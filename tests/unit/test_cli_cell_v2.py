@@ -366,7 +366,7 @@ def test_delete_cell_force_writes_nothing_when_the_cell_db_fails(
     )
     HostMapping.create(admin_ctx, host="h1", cell_mapping=dead)
     run = cli("delete_cell", "--cell_uuid", dead.uuid, "--force")
-    assert run.code == 1 and "unavailable" in run.stderr, run.output
+    assert run.code == 255 and "unavailable" in run.stderr, run.output
     assert CellMapping.get_by_uuid(admin_ctx, dead.uuid) == dead
     assert mapped_hosts(admin_ctx) == {"h1": dead.uuid}
 
@@ -599,7 +599,7 @@ def test_no_output_shows_a_password_unless_verbose_asks(
         ["discover_hosts", "--verbose"],
         ["map_cell0", "--database_connection", bad_db],
     )
-    assert codes(runs) == [2, 1, 2, 1, 1, 1], [r.output for r in runs]
+    assert codes(runs) == [2, 1, 2, 255, 255, 1], [r.output for r in runs]
     assert_no_secrets(runs)
     verbose = cli("list_cells", "--verbose")
     assert DB_SECRET in verbose.stdout and MQ_SECRET in verbose.stdout
@@ -654,3 +654,64 @@ def test_map_instances_shows_progress_only_on_a_terminal(
         os.close(primary)
     assert proc.returncode == 0
     assert b"examined 3 instance(s), mapped 0" in seen
+
+
+def test_update_cell_enable_empty_name_and_cell0_queue(
+    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, tmp_path: Path
+) -> None:
+    (cell,) = make_cells(1, disabled=True)
+    CellMapping.create(
+        admin_ctx,
+        uuid=CELL0_UUID,
+        name="cell0",
+        database_connection=sqlite_url(tmp_path / "cell0.db"),
+        transport_url=NO_TRANSPORT_URL,
+    )
+    runs = [
+        cli("update_cell", "--cell_uuid", cell.uuid, "--enable"),
+        cli("update_cell", "--cell_uuid", cell.uuid, "--enable"),
+        cli("update_cell", "--cell_uuid", cell.uuid, "--name", ""),
+        cli("update_cell", "--cell_uuid", CELL0_UUID, "--enable"),
+        cli("update_cell", "--cell_uuid", CELL0_UUID, "--transport-url", "fake://zzz/"),
+        cli("update_cell", "--cell_uuid", CELL0_UUID, "--transport-url", NO_TRANSPORT_URL),
+    ]
+    assert codes(runs) == [0, 0, 0, 5, 2, 0], [r.output for r in runs]
+    assert "updated: enabled" in runs[0].stdout and "disabled" not in runs[0].stdout
+    assert "already enabled" in runs[1].stdout
+    assert "nothing to update" in runs[2].stdout
+    assert "cell0 has no message queue" in runs[4].stderr
+    after = CellMapping.get_by_uuid(admin_ctx, cell.uuid)
+    assert (after.disabled, after.name) == (False, cell.name)
+    assert CellMapping.get_by_uuid(admin_ctx, CELL0_UUID).transport_url == NO_TRANSPORT_URL
+
+
+def test_create_cell_takes_url_templates(
+    cli: Cli, admin_ctx: RequestContext, tmp_path: Path
+) -> None:
+    """Templates are checked once filled from this host's config, as the library does."""
+    db_template = f"sqlite:///{tmp_path}/{{path}}-t1.db"  # {path}: the config's file name
+    runs = [
+        cli(
+            "create_cell",
+            "--name",
+            "t1",
+            "--database_connection",
+            db_template,
+            "--transport-url",
+            "{scheme}://{username}:{password}@{hostname}/t1",
+        ),
+        cli(
+            "create_cell",
+            "--name",
+            "t2",
+            "--database_connection",
+            sqlite_url(tmp_path / "t2.db"),
+            "--transport-url",
+            "{scheme}://{username}:{password}@{hostname}/{nosuchfield}",
+        ),
+    ]
+    assert codes(runs) == [0, 1], [r.output for r in runs]
+    assert "nosuchfield" in runs[1].stderr
+    [cell] = CellMapping.get_all(admin_ctx)
+    assert cell.transport_url_template == "{scheme}://{username}:{password}@{hostname}/t1"
+    assert cell.database_connection_template == db_template
