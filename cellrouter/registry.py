@@ -10,6 +10,7 @@ child starts with an empty registry and never touches its parent's sockets.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from collections.abc import Iterable
@@ -39,10 +40,27 @@ _RELEASED: Any = object()
 class CellConnection:
     """The pooled connections of one cell: its engine, and its transport on demand."""
 
-    __slots__ = ("_lock", "_transport", "cell_uuid", "engine", "identity", "key", "transport_url")
+    __slots__ = (
+        "_lock",
+        "_transport",
+        "cell_uuid",
+        "engine",
+        "identity",
+        "key",
+        "transport_url",
+        "version",
+    )
 
-    def __init__(self, key: _Key, identity: str, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        key: _Key,
+        identity: str,
+        engine: Engine | None = None,
+        version: datetime.datetime | None = None,
+    ) -> None:
         self.key = key
+        #: when the mapping these URLs come from was last written (None: never updated)
+        self.version = version
         self.cell_uuid, database_url, self.transport_url = key
         self.identity = identity
         self.engine: Engine = engine if engine is not None else create_engine(database_url)
@@ -109,17 +127,26 @@ def get(cell: CellMapping) -> CellConnection:
     # process's configuration: say why instead of connecting to it literally.
     for kind, template in cell.unfilled_urls():
         format_cell_url(template, kind)  # raises InvalidURL with the reason
-    return _build(key, cell.identity)
+    return _build(key, cell.identity, cell.updated_at)
 
 
-def _build(key: _Key, identity: str) -> CellConnection:
+def _newer(a: datetime.datetime | None, b: datetime.datetime | None) -> bool:
+    return a is not None and (b is None or a > b)
+
+
+def _build(key: _Key, identity: str, version: datetime.datetime | None) -> CellConnection:
     global _by_key
     stale: list[CellConnection] = []
     with _lock:
         found = _by_key.get(key)
         if found is not None:
             return found
-        found = CellConnection(key, identity)
+        for conn in _by_key.values():
+            if conn.cell_uuid == key[0] and _newer(conn.version, version):
+                # A request still holding the mapping from before an URL change:
+                # the newest known location wins, and no one's pools are torn down.
+                return conn
+        found = CellConnection(key, identity, version=version)
         entries = {}
         for old_key, conn in _by_key.items():
             if old_key[0] == key[0]:

@@ -396,3 +396,20 @@ def test_a_released_connection_never_rebuilds_its_transport(
         cell.destroy(admin_ctx)  # releases the connection this context holds
         with pytest.raises(exception.CellRouterError, match="were released"):
             cctx.transport  # noqa: B018
+
+
+def test_a_stale_mapping_does_not_tear_down_the_new_connections(
+    make_cells: MakeCells, admin_ctx: RequestContext, tmp_path: Path
+) -> None:
+    """A request that read the mapping before an URL change must not thrash the pools."""
+    (old,) = make_cells(1)
+    old_conn = registry.get(old)
+    moved = old.update(admin_ctx, database_connection=f"sqlite:///{tmp_path / 'moved.db'}")
+    new_conn = registry.get(moved)
+    assert new_conn is not old_conn
+    for _ in range(3):  # in-flight requests with the old record, interleaved with new ones
+        assert registry.get(old) is new_conn
+        assert registry.get(moved) is new_conn
+    assert registry.cell_uuids() == [old.uuid]
+    with target_cell(admin_ctx, old) as cctx:
+        assert cctx.engine is new_conn.engine
