@@ -13,7 +13,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -100,7 +100,10 @@ def _kombu_urls(url: str) -> tuple[list[str], bool]:
 
 
 def _probe_amqp(url: str, timeout: float) -> Probe:
-    from kombu import Connection  # heavy, and only needed for rabbit cells
+    # Heavy, and only needed for rabbit cells. Imported from its real module:
+    # kombu's package-level lazy attributes are not safe to resolve from
+    # several probe threads at once.
+    from kombu.connection import Connection
 
     urls, ssl = _kombu_urls(url)
     if not urls:
@@ -139,11 +142,19 @@ def probe_queue(url: str, timeout: float) -> Probe:
     return Probe("unchecked", error=f"no probe for {driver or 'this'}:// transports")
 
 
+def _guarded(probe: Callable[[str, float], Probe], url: str, timeout: float) -> Probe:
+    """``probe(url, timeout)``; a probe that crashed reports why instead of a timeout."""
+    try:
+        return probe(url, timeout)
+    except Exception as exc:  # noqa: BLE001 - a probe never takes the command down
+        return Probe("unreachable", error=dberror.describe(exc))
+
+
 def _probe_cell(cell: CellMapping, timeout: float) -> CellProbe:
     return CellProbe(
         cell,
-        probe_database(cell.database_connection, timeout),
-        probe_queue(cell.transport_url, timeout),
+        _guarded(probe_database, cell.database_connection, timeout),
+        _guarded(probe_queue, cell.transport_url, timeout),
     )
 
 
