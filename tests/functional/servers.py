@@ -79,26 +79,38 @@ def mysql_url(database: str) -> str:
     return f"mysql+pymysql://root@{MYSQL_HOST}/{database}?{_MYSQL_QUERY}"
 
 
-def _mysql_admin() -> sa.Engine:
+def _admin_engine(url: str) -> sa.Engine:
+    """A one-off AUTOCOMMIT engine on a server's maintenance database."""
     return sa.create_engine(
-        mysql_url("mysql"),
+        url,
         poolclass=sa.pool.NullPool,
         isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": 5},
     )
 
 
-@functools.cache
-def _mariadb_problem() -> str | None:
-    engine = _mysql_admin()
+def admin_execute(url: str, statement: str) -> None:
+    """Run one administrative ``statement`` (CREATE/DROP DATABASE) on the server of ``url``."""
+    engine = _admin_engine(url)
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+            conn.execute(sa.text(statement))
     finally:
         engine.dispose()
+
+
+def _problem(url: str) -> str | None:
+    """Why the server of ``url`` is not usable (None: it answers ``SELECT 1``)."""
+    try:
+        admin_execute(url, "SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure (driver missing too) means "not usable"
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
+
+
+@functools.cache
+def _mariadb_problem() -> str | None:
+    return _problem(mysql_url("mysql"))
 
 
 def require_mariadb() -> str:
@@ -109,29 +121,17 @@ def require_mariadb() -> str:
     return mysql_url("mysql")
 
 
-def create_mysql_database(name: str) -> str:
-    """Create database ``name`` (utf8mb4, binary collation); return its URL."""
-    _check_name(name)
-    engine = _mysql_admin()
-    try:
-        with engine.connect() as conn:
-            conn.execute(
-                sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-            )
-    finally:
-        engine.dispose()
+def create_mysql_database(
+    name: str, options: str = "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+) -> str:
+    """Create database ``name`` (default: utf8mb4, binary collation); return its URL."""
+    admin_execute(mysql_url("mysql"), f"CREATE DATABASE `{_check_name(name)}` {options}")
     return mysql_url(name)
 
 
 def drop_mysql_database(name: str) -> None:
     """Drop database ``name`` if it exists."""
-    _check_name(name)
-    engine = _mysql_admin()
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-    finally:
-        engine.dispose()
+    admin_execute(mysql_url("mysql"), f"DROP DATABASE IF EXISTS `{_check_name(name)}`")
 
 
 # -- PostgreSQL --------------------------------------------------------------------
@@ -144,29 +144,9 @@ def pg_url(database: str) -> str:
     return f"postgresql+psycopg://postgres@{PG_HOST}/{database}"
 
 
-def _pg_admin() -> sa.Engine:
-    return sa.create_engine(
-        pg_url("postgres"),
-        poolclass=sa.pool.NullPool,
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 5},
-    )
-
-
 @functools.cache
 def _postgresql_problem() -> str | None:
-    try:
-        engine = _pg_admin()
-    except Exception as exc:  # noqa: BLE001 - e.g. psycopg not installed
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    finally:
-        engine.dispose()
-    return None
+    return _problem(pg_url("postgres"))
 
 
 def require_postgresql() -> str:
@@ -179,25 +159,16 @@ def require_postgresql() -> str:
 
 def create_pg_database(name: str) -> str:
     """Create database ``name`` (UTF8); return its URL."""
-    _check_name(name)
-    engine = _pg_admin()
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-    finally:
-        engine.dispose()
+    admin_execute(
+        pg_url("postgres"),
+        f"CREATE DATABASE \"{_check_name(name)}\" ENCODING 'UTF8' TEMPLATE template0",
+    )
     return pg_url(name)
 
 
 def drop_pg_database(name: str) -> None:
     """Drop database ``name`` if it exists, disconnecting any session left on it."""
-    _check_name(name)
-    engine = _pg_admin()
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    admin_execute(pg_url("postgres"), f'DROP DATABASE IF EXISTS "{_check_name(name)}" WITH (FORCE)')
 
 
 # -- RabbitMQ ----------------------------------------------------------------------

@@ -106,22 +106,16 @@ def cell0_database(mysql_db_factory: Callable[..., str]) -> Iterator[Callable[[s
 def secret_user_url(mysql_db_factory: Callable[..., str]) -> Iterator[Callable[[str], str]]:
     """``make(url)``: ``url`` reached as a new MariaDB user with password SECRET."""
     user = f"crtest_{uuidlib.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        servers.mysql_url("mysql"), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'"))
+    admin = servers.mysql_url("mysql")
+    servers.admin_execute(admin, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'")
 
     def make(url: str) -> str:
         parsed = sa.make_url(url)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"GRANT ALL ON `{parsed.database}`.* TO '{user}'@'%'"))
+        servers.admin_execute(admin, f"GRANT ALL ON `{parsed.database}`.* TO '{user}'@'%'")
         return parsed.set(username=user, password=SECRET).render_as_string(hide_password=False)
 
     yield make
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-    admin.dispose()
+    servers.admin_execute(admin, f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def test_cell_v2_main_paths(

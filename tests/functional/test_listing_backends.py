@@ -139,25 +139,19 @@ def mysql_charset_db() -> Iterator[Callable[[str, str], str]]:
     migrations inherit the database's charset.
     """
     servers.require_mariadb()
-    admin = sa.create_engine(
-        servers.mysql_url("mysql"), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
-    )
     created: list[str] = []
 
     def make(label: str, charset: str) -> str:
         name = f"crtest_{label}_{os.getpid()}_{uuidlib.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET {charset}"))
+        url = servers.create_mysql_database(name, f"CHARACTER SET {charset}")
         created.append(name)
-        return servers.mysql_url(name)
+        return url
 
     try:
         yield make
     finally:
-        with admin.connect() as conn:
-            for name in created:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+        for name in created:
+            servers.drop_mysql_database(name)
 
 
 def _column_charset(url: str, column: str) -> str:

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 import servers
-import sqlalchemy as sa
 from oslo_config import cfg
-from rpc_services import Recorder, Services
+from rpc_services import Deployment, Recorder, RoutedRPCBehaviour, Services
 
 import cellrouter.conf
-from cellrouter import exception, messaging, migration, registry, routing
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter import messaging, migration, registry, routing
 from cellrouter.url import format_url, url_parts
 
 pytestmark = pytest.mark.functional
@@ -138,41 +133,6 @@ def api_conf(tmp_path: Path) -> Iterator[cfg.ConfigOpts]:
         cellrouter.conf.setup([], default_config_files=[])
 
 
-class Deployment:
-    """Mapped SQLite cells whose queues are the given transport URLs."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.ctx: RequestContext = get_admin_context()
-        self.cells: dict[str, CellMapping] = {}
-
-    def add_cell(self, name: str, transport_url: str) -> CellMapping:
-        db_url = _sqlite(self.tmp_path / f"{name}.db")
-        migration.sync("cell", db_url)
-        cell = CellMapping.create(
-            self.ctx, name=name, database_connection=db_url, transport_url=transport_url
-        )
-        self.cells[name] = cell
-        return cell
-
-    def add_instance(self, cell: str, host: str | None) -> str:
-        instance_uuid = str(uuid.uuid4())
-        engine = sa.create_engine(self.cells[cell].database_connection, poolclass=sa.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.insert(instances).values(
-                        uuid=instance_uuid, project_id="p1", user_id="u1", host=host, deleted=0
-                    )
-                )
-        finally:
-            engine.dispose()
-        InstanceMapping.create(
-            self.ctx, instance_uuid=instance_uuid, project_id="p1", cell_mapping=self.cells[cell]
-        )
-        return instance_uuid
-
-
 @pytest.fixture
 def deployment(
     api_conf: cfg.ConfigOpts,
@@ -188,43 +148,7 @@ def deployment(
     return dep, ep1, ep2
 
 
-def test_routed_casts_land_in_the_right_cell(
-    deployment: tuple[Deployment, Recorder, Recorder],
-) -> None:
-    dep, ep1, ep2 = deployment
-    uuid1, uuid2 = dep.add_instance("cell1", "host1"), dep.add_instance("cell2", "host1")
-    route = routing.cast_instance(dep.ctx, uuid1, "poke", marker="a")
-    assert (route.cell_uuid, route.host) == (dep.cells["cell1"].uuid, "host1")
-    routing.cast_instance(dep.ctx, uuid2, "poke", marker="b")
-    routing.cast_instance(dep.ctx, uuid1, "poke", marker="c")
-    assert ep1.wait_for(lambda got: len(got) >= 2)
-    assert ep2.wait_for(lambda got: len(got) >= 1)
-    assert sorted(ep1.received) == [("poke", "a"), ("poke", "c")]
-    assert ep2.received == [("poke", "b")]
+class TestRoutedRPCOnRabbitMQ(RoutedRPCBehaviour):
+    """One vhost per cell on the real broker."""
 
-
-def test_routed_call_returns_or_times_out(
-    deployment: tuple[Deployment, Recorder, Recorder],
-) -> None:
-    dep, ep1, ep2 = deployment
-    uuid2 = dep.add_instance("cell2", "host1")
-    assert routing.call_instance(dep.ctx, uuid2, "echo", timeout=WAIT, value=7) == [
-        "cell2",
-        7,
-        uuid2,
-    ]
-    ghost = dep.add_instance("cell1", "ghost-host")
-    with pytest.raises(messaging.MessagingTimeout):
-        routing.call_instance(dep.ctx, ghost, "echo", timeout=1, value=8)
-    assert ep1.received == [] and ep2.received == [("echo", 7)]
-
-
-def test_routing_to_a_cell_without_queue_fails(
-    deployment: tuple[Deployment, Recorder, Recorder],
-) -> None:
-    dep, ep1, ep2 = deployment
-    dep.add_cell("cell0", "none:///")
-    instance_uuid = dep.add_instance("cell0", "host1")
-    with pytest.raises(exception.CellRouterError, match="no message queue"):
-        routing.cast_instance(dep.ctx, instance_uuid, "poke", marker="x")
-    assert ep1.received == [] and ep2.received == []
+    wait = WAIT

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from oslo_config import cfg
-from rpc_services import Recorder, Services
+from rpc_services import Deployment, Recorder, RoutedRPCBehaviour, Services
 
 import cellrouter.conf
-from cellrouter import exception, messaging, migration, routing
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext
+from cellrouter import exception, messaging, routing
 
 CELL1_URL = "fake://cell1/"
 CELL2_URL = "fake://cell2/"
@@ -258,32 +256,14 @@ def test_vhostless_cell_is_separate(cells: Services) -> None:
 # Fixtures conf/api_db/make_cells/make_instance/admin_ctx: tests/unit/conftest.py.
 
 
-class Deployment:
-    """Two mapped SQLite cells (fake://cell1/, fake://cell2/), an instance on host1 in each."""
-
-    def __init__(
-        self, cells: list[CellMapping], make_instance: Callable[..., str], ctx: RequestContext
-    ) -> None:
-        self.ctx = ctx
-        self.cells = {cell.name: cell for cell in cells}
-        self._make_instance = make_instance
-        self.instances = {
-            name: make_instance(cell, host="host1") for name, cell in self.cells.items()
-        }
-
-    def add_instance(self, cell: str, host: str | None) -> str:
-        return self._make_instance(self.cells[cell], host=host)
-
-
 @pytest.fixture
 def deployment(
-    make_cells: Callable[..., list[CellMapping]],
-    make_instance: Callable[..., str],
-    admin_ctx: RequestContext,
-    cells: Services,
+    api_db: str, tmp_path: Path, cells: Services
 ) -> tuple[Deployment, Recorder, Recorder]:
-    dep = Deployment(make_cells(2), make_instance, admin_ctx)
-    assert [c.transport_url for c in dep.cells.values()] == [CELL1_URL, CELL2_URL]
+    """Two mapped SQLite cells on fake://cell1/ and fake://cell2/, host1 serving in both."""
+    dep = Deployment(tmp_path)
+    for name, url in (("cell1", CELL1_URL), ("cell2", CELL2_URL)):
+        dep.add_cell(name, url)
     ep1, ep2 = Recorder("cell1"), Recorder("cell2")
     # each compute service knows only its own cell's transport URL
     cells.serve(CELL1_URL, "host1", ep1)
@@ -291,49 +271,7 @@ def deployment(
     return dep, ep1, ep2
 
 
-def test_routed_casts_land_in_the_right_cell(
-    deployment: tuple[Deployment, Recorder, Recorder],
-) -> None:
-    dep, ep1, ep2 = deployment
-    uuid1, uuid2 = dep.instances["cell1"], dep.instances["cell2"]
-    route = routing.cast_instance(dep.ctx, uuid1, "poke", marker="a")
-    assert (route.cell_uuid, route.host) == (dep.cells["cell1"].uuid, "host1")
-    routing.cast_instance(dep.ctx, uuid2, "poke", marker="b")
-    routing.cast_instance(dep.ctx, uuid1, "poke", marker="c")
-    assert ep1.wait_for(lambda got: len(got) >= 2)
-    assert ep2.wait_for(lambda got: len(got) >= 1)
-    assert sorted(ep1.received) == [("poke", "a"), ("poke", "c")]
-    assert ep2.received == [("poke", "b")]
+class TestRoutedRPCOnFake(RoutedRPCBehaviour):
+    """fake:// ignores virtual hosts: the per-URL exchange keeps the cells apart."""
 
-
-def test_routed_call_returns_or_times_out(
-    deployment: tuple[Deployment, Recorder, Recorder],
-) -> None:
-    dep, ep1, ep2 = deployment
-    uuid2 = dep.instances["cell2"]
-    assert routing.call_instance(dep.ctx, uuid2, "echo", timeout=WAIT, value=7) == [
-        "cell2",
-        7,
-        uuid2,
-    ]
-    ghost = dep.add_instance("cell1", "ghost-host")
-    with pytest.raises(messaging.MessagingTimeout):
-        routing.call_instance(dep.ctx, ghost, "echo", timeout=0.5, value=8)
-    assert ep1.received == [] and ep2.received == [("echo", 7)]
-
-
-def test_routing_to_a_cell_without_queue_fails(
-    deployment: tuple[Deployment, Recorder, Recorder],
-    tmp_path: Path,
-    make_instance: Callable[..., str],
-) -> None:
-    dep, ep1, ep2 = deployment
-    db_url = f"sqlite:///{tmp_path / 'cell0.db'}"
-    migration.sync("cell", db_url)
-    cell0 = CellMapping.create(
-        dep.ctx, name="cell0", database_connection=db_url, transport_url="none:///"
-    )
-    instance_uuid = make_instance(cell0, host="host1")
-    with pytest.raises(exception.CellRouterError, match="no message queue"):
-        routing.cast_instance(dep.ctx, instance_uuid, "poke", marker="x")
-    assert ep1.received == [] and ep2.received == []
+    wait = WAIT
