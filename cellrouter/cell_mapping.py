@@ -26,7 +26,7 @@ from cellrouter.conf import get_conf
 from cellrouter.database import api_engine
 from cellrouter.engine import parse_db_url
 from cellrouter.types import utcnow
-from cellrouter.url import format_url, mask_url
+from cellrouter.url import check_url, format_url, mask_url
 
 __all__ = ["CELL0_UUID", "CellMapping", "format_cell_url", "validate_transport_url"]
 
@@ -75,27 +75,34 @@ def format_cell_url(template: str, kind: str, strict: bool = True) -> str:
 
 
 def validate_transport_url(url: str) -> None:
-    """Raise :class:`~cellrouter.exception.InvalidURL` unless ``url`` looks usable."""
-    scheme, sep, _rest = url.partition("://")
-    if not sep or not scheme or not scheme.replace("+", "").replace("-", "").isalnum():
-        raise exception.InvalidURL(
-            kind="transport", url=mask_url(url), reason="expected DRIVER://[user:pass@]host/vhost"
-        )
+    """Raise :class:`~cellrouter.exception.InvalidURL` (masked) unless ``url`` is a
+    well-formed transport URL (:func:`~cellrouter.url.check_url`) that
+    oslo.messaging parses, with a driver it knows. Nothing connects."""
+    check_url(url, "transport")
+    from cellrouter import messaging  # late: imports oslo.messaging
+
+    messaging.check_transport_url(url)
 
 
 def _validate(
     name: str | None = None,
-    database_connection: str | None = None,
-    transport_url: str | None = None,
+    database_connection: str | None = _UNSET,
+    transport_url: str | None = _UNSET,
 ) -> None:
-    """Raise InvalidValue/InvalidURL for whichever of these values is given and unusable."""
+    """Raise InvalidValue/InvalidURL for whichever of these values is given and unusable.
+
+    A URL is checked as given first (a template's structure, placeholders
+    standing for valid parts), then as this process fills it in.
+    """
     limit = cell_mappings.c.name.type.length
     if name is not None and len(name) > limit:
         raise exception.InvalidValue(what="cell name", reason=f"longer than {limit} characters")
-    if database_connection is not None:
-        parse_db_url(format_cell_url(database_connection, "database"))
-    if transport_url is not None:
-        validate_transport_url(format_cell_url(transport_url, "transport"))
+    if database_connection is not _UNSET:
+        check_url(database_connection or "", "database")
+        parse_db_url(format_cell_url(database_connection or "", "database"))
+    if transport_url is not _UNSET:
+        check_url(transport_url or "", "transport")
+        validate_transport_url(format_cell_url(transport_url or "", "transport"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -308,7 +315,9 @@ class CellMapping:
             if value is not _UNSET
         }
         _validate(
-            changes.get("name"), changes.get("database_connection"), changes.get("transport_url")
+            changes.get("name"),
+            changes.get("database_connection", _UNSET),
+            changes.get("transport_url", _UNSET),
         )
         if not changes:
             return self

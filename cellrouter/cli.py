@@ -1,20 +1,26 @@
 """``cellrouter-manage``: a thin argparse layer over :mod:`cellrouter.command`.
 
 Parses, calls one command function, prints, and turns errors into exit codes.
-Exit codes shared by every command: 0 success; 2 bad arguments (argparse);
-255 an unexpected error (one line on stderr, ``--debug`` adds the traceback);
-a cellrouter error a command has no specific code for exits 1. Command-specific
-codes are listed in each command's ``--help``.
+Exit codes shared by every command: 0 success; 2 bad arguments (argparse, and
+arguments that are not valid UTF-8); 255 an unexpected error (one line on
+stderr, ``--debug`` adds the traceback) or a cell that cannot be reached;
+a cellrouter error a command has no specific code for exits 1, and so does bad
+local input: a config file or directory that cannot be used, an API database
+that cannot be reached. Command-specific codes are listed in each command's
+``--help``. Bad local input never exits 255.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import importlib.metadata
 import logging
+import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -27,6 +33,17 @@ from cellrouter.url import mask_url
 __all__ = ["build_parser", "main"]
 
 EXIT_UNEXPECTED = 255
+#: bad command-line arguments (argparse's own code)
+EXIT_USAGE = 2
+#: a cellrouter error: also a config file that cannot be used, an unreachable API database
+EXIT_ERROR = 1
+
+#: the exit codes every command shares, as each command's --help repeats them
+COMMON_CODES = (
+    "exit codes common to every command: 1 a cellrouter error (a config file or "
+    "directory that cannot be used, the API database unreachable, ...); 2 bad arguments "
+    "(not valid UTF-8 included); 255 unexpected error"
+)
 
 Handler = Callable[[argparse.Namespace], int]
 #: exception class -> exit code, looked up along the raised error's MRO
@@ -66,7 +83,7 @@ def add_command(
         name,
         help=help,
         description=help,
-        epilog=f"exit codes: {codes}" if codes else None,
+        epilog=(f"exit codes: {codes}\n" if codes else "") + COMMON_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(func=handler, errors=errors or {})
@@ -94,8 +111,19 @@ def _api_db_version(args: argparse.Namespace) -> int:
 
 
 def _db_sync(args: argparse.Namespace) -> int:
-    command.db_sync(args.version, all_cells=args.all_cells, progress=_print_sync)
-    return 0
+    """``--all-cells``: every cell is tried; each one that fails is one stderr line."""
+    failed: list[exception.CellUnavailable] = []
+
+    def report(exc: exception.CellUnavailable) -> None:
+        failed.append(exc)
+        err(_one_line(exc))
+
+    done = command.db_sync(
+        args.version, all_cells=args.all_cells, progress=_print_sync, failed=report
+    )
+    if args.all_cells:
+        out(f"{len(done)} cell(s) migrated, {len(failed)} failed.")
+    return EXIT_UNEXPECTED if failed else 0
 
 
 def _db_version(args: argparse.Namespace) -> int:
@@ -115,7 +143,12 @@ def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: i
         dest="command", required=True, metavar="COMMAND"
     )
     sync = add_command(
-        db, "sync", _db_sync, "Migrate [database]/connection (or every cell).", codes="0 done"
+        db,
+        "sync",
+        _db_sync,
+        "Migrate [database]/connection (or every cell).",
+        codes="0 done; 255 a cell's database could not be reached (with --all-cells the "
+        "other cells are still migrated; each failed cell is one line on stderr)",
     )
     sync.add_argument("version", nargs="?", help="target revision (default: head)")
     sync.add_argument(
@@ -207,6 +240,21 @@ def _delete_cell(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _reported_here(args: argparse.Namespace) -> Iterator[None]:
+    """Discovery logs each cell it could not read and each host conflict; the
+    discovery commands print both themselves (:func:`_report_discovery`), so
+    its log lines would say everything twice. Shown with ``--debug``."""
+    logger = logging.getLogger("cellrouter.discovery")
+    level = logger.level
+    if not args.debug:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _report_discovery(result: DiscoveryResult, verbose: bool) -> None:
     """New hosts (verbose) on stdout; conflicts and unreadable cells on stderr."""
     if verbose:
@@ -218,13 +266,21 @@ def _report_discovery(result: DiscoveryResult, verbose: bool) -> None:
             f"cell {conflict.mapped_cell_uuid}: left there."
         )
     for cell_uuid, reason in sorted(result.failed_cells.items()):
-        err(f"Cell {cell_uuid} skipped: {mask_url(reason)}")
+        # the reason (a CellUnavailable's message) names the cell already: once is enough
+        line = (
+            f"Skipped: {reason}" if cell_uuid in reason else f"Cell {cell_uuid} skipped: {reason}"
+        )
+        err(_one_line(line))
 
 
 def _discover_hosts(args: argparse.Namespace) -> int:
-    result = command.discover_hosts(args.cell_uuid, by_service=args.by_service)
+    with _reported_here(args):
+        result = command.discover_hosts(args.cell_uuid, by_service=args.by_service)
     _report_discovery(result, args.verbose)
-    out(f"{len(result.new_hosts)} new host(s) mapped.")
+    out(
+        f"{len(result.new_hosts)} new host(s) mapped; {result.cells_scanned} cell(s) "
+        f"scanned, {len(result.failed_cells)} failed."
+    )
     if result.conflicts:
         return 3
     if result.failed_cells:
@@ -253,7 +309,8 @@ def _map_instances(args: argparse.Namespace) -> int:
 
 
 def _map_cell_and_hosts(args: argparse.Namespace) -> int:
-    result = command.map_cell_and_hosts(args.transport_url, args.name)
+    with _reported_here(args):
+        result = command.map_cell_and_hosts(args.transport_url, args.name)
     _report_discovery(result.discovery, args.verbose)
     state = "created" if result.created else "already mapped"
     out(f"Cell {result.cell.identity} {state}; {len(result.discovery.new_hosts)} new host(s).")
@@ -263,7 +320,8 @@ def _map_cell_and_hosts(args: argparse.Namespace) -> int:
 
 
 def _simple_cell_setup(args: argparse.Namespace) -> int:
-    result = command.simple_cell_setup(args.transport_url)
+    with _reported_here(args):
+        result = command.simple_cell_setup(args.transport_url)
     _report_discovery(result.cell.discovery, verbose=False)
     out(
         f"Done: cell0 {'mapped' if result.cell0.created else 'already mapped'} "
@@ -444,7 +502,8 @@ def _add_cell_v2_commands(categories: argparse._SubParsersAction) -> None:  # ty
         "discover_hosts",
         _discover_hosts,
         "Map the compute hosts of the cells that are not mapped yet.",
-        codes="0 done; 1 with --strict: no new host; 255 a cell could not be read; "
+        codes="0 done; 1 with --strict: no new host; 255 a cell could not be read (the "
+        "other cells are still discovered; each such cell is one line on stderr); "
         "3 a host is already mapped to another cell (left there)",
     )
     _option(p, "--cell_uuid", help="only this cell")
@@ -550,9 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cellrouter-manage",
         description="Operate a cellrouter deployment (nova-manage compatible).",
-        epilog="exit codes: 0 success; 1 a cellrouter error; 2 bad arguments; "
-        "255 unexpected error (a database that cannot be reached included). See each "
-        "command's --help for its own codes.",
+        epilog="exit codes: 0 success; 1 a cellrouter error (the message says what; a "
+        "config file or directory that cannot be used and an unreachable API database "
+        "included); 2 bad arguments (arguments that are not valid UTF-8 included); 255 "
+        "unexpected error (a cell that cannot be reached included). See each command's "
+        "--help for its own codes.",
     )
     parser.add_argument(
         "--config-file", action="append", default=[], metavar="PATH", help="(repeatable)"
@@ -571,19 +632,91 @@ def _print_traceback(exc: BaseException) -> None:
     err(mask_url("".join(traceback.format_exception(exc))).rstrip())
 
 
+def _one_line(text: object) -> str:
+    """``text`` masked, as one line (its first)."""
+    lines = mask_url(str(text)).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _exit_code(exc: BaseException, errors: ErrorCodes) -> int:
     """The command's code for ``exc``; else 255 for an unreachable cell (not the
-    operator's input: no command's table gives it a meaning), else 1."""
+    operator's input: no command's table gives it a meaning), else 1 (an
+    unreachable API database included: it is this host's configuration)."""
     for klass in type(exc).__mro__:
         if klass in errors:
             return errors[klass]
     if isinstance(exc, exception.CellUnavailable):
         return EXIT_UNEXPECTED
-    return 1
+    return EXIT_ERROR
+
+
+def _undecodable_argument(argv: Sequence[str]) -> str | None:
+    """Why ``argv`` cannot be used, if an argument is not valid UTF-8, else None.
+
+    Python decodes such bytes with surrogateescape; printing the argument back
+    (or storing it) would fail much later. The message names the argument's
+    position, never its bytes.
+    """
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            previous = argv[position - 2] if position > 1 else ""
+            of = f" (the value of {previous})" if previous.startswith("-") else ""
+            return f"argument {position}{of} is not valid UTF-8"
+    return None
+
+
+def _unusable_file(path: str) -> str | None:
+    """Why the config file ``path`` cannot be used, or None."""
+    if not os.path.lexists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory, not a file"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"is not valid UTF-8 (line {line})"
+    return None
+
+
+def _unusable_config(files: Sequence[str], dirs: Sequence[str]) -> str | None:
+    """Why ``--config-file``/``--config-dir`` cannot be loaded, or None.
+
+    Checked before oslo.config reads them: it reports a directory or an
+    unreadable or non-UTF-8 file with a bare OSError/UnicodeDecodeError, and
+    silently skips a ``--config-dir`` that is a file.
+    """
+    for path in files:
+        problem = _unusable_file(path)
+        if problem:
+            return f"Cannot use --config-file {path}: {problem}."
+    for path in dirs:
+        if not os.path.isdir(path):
+            problem = "not a directory" if os.path.lexists(path) else "no such directory"
+            return f"Cannot use --config-dir {path}: {problem}."
+        if not os.access(path, os.R_OK | os.X_OK):
+            return f"Cannot use --config-dir {path}: cannot be read."
+        for file in sorted(glob.glob(os.path.join(path, "*.conf"))):  # what oslo.config reads
+            problem = _unusable_file(file)
+            if problem:
+                return f"Cannot use --config-dir {path}: {os.path.basename(file)} {problem}."
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    undecodable = _undecodable_argument(argv)
+    if undecodable:
+        err(f"{parser.prog}: error: {undecodable}")
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -595,13 +728,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         oslo_args += ["--config-file", path]
     for path in args.config_dir:
         oslo_args += ["--config-dir", path]
+    unusable = _unusable_config(args.config_file, args.config_dir)
+    if unusable:
+        err(unusable)
+        return EXIT_ERROR
     try:
-        conf.setup(oslo_args)
+        try:
+            conf.setup(oslo_args)
+        except (OSError, UnicodeDecodeError) as exc:  # a default config file, or a race
+            reason = f"cannot read a config file: {exc}"
+            raise exception.ConfigurationError(reason=reason) from exc
         return int(args.func(args))
     except (exception.CellRouterError, cfg.Error) as exc:
         if args.debug:
             _print_traceback(exc)
-        err(mask_url(str(exc).strip()).splitlines()[0] if str(exc).strip() else repr(exc))
+        err(_one_line(exc) or repr(exc))
         return _exit_code(exc, args.errors)
     except KeyboardInterrupt:
         err("interrupted")

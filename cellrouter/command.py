@@ -30,7 +30,7 @@ from cellrouter.cell_mapping import (
 from cellrouter.cell_schema import compute_nodes, instances
 from cellrouter.conf import get_conf
 from cellrouter.context import RequestContext, get_admin_context, target_cell
-from cellrouter.database import api_engine
+from cellrouter.database import api_engine, unavailable_hook
 from cellrouter.discovery import DiscoveryResult
 from cellrouter.engine import parse_db_url
 from cellrouter.exception import (
@@ -127,47 +127,65 @@ def _cell_url() -> str:
 
 def api_db_sync(version: str | None = None) -> SyncResult:
     """Migrate the API database to ``version`` (default: head)."""
-    before, after = _migration().sync("api", _api_url(), version)
+    url = _api_url()
+    before, after = _migration().sync("api", url, version, unavailable_hook("api_database", url))
     return SyncResult("api database", before, after)
 
 
 def api_db_version() -> str | None:
     """The API database's schema revision (None: empty)."""
-    return _migration().version("api", _api_url())
+    url = _api_url()
+    return _migration().version("api", url, unavailable_hook("api_database", url))
 
 
 def db_sync(
     version: str | None = None,
     all_cells: bool = False,
     progress: Callable[[SyncResult], None] | None = None,
+    failed: Callable[[CellUnavailable], None] | None = None,
 ) -> list[SyncResult]:
     """Migrate ``[database]/connection`` or, with ``all_cells``, every mapped cell.
 
     Cells are migrated one after another (alembic is not thread-safe);
-    ``progress`` hears of each as it is done. A cell whose database fails
-    stops the run with CellUnavailable naming it: the cells before it are
-    migrated (and were reported), the ones after it untouched.
+    ``progress`` hears of each as it is done. A failing cell hurts only
+    itself: a cell whose database cannot be reached (or whose URL is invalid)
+    is skipped and every other cell is still migrated. Each such cell's
+    CellUnavailable (naming it, masked) goes to ``failed`` as it happens;
+    without ``failed``, the first one is raised once every cell has been
+    tried. Any other error (an unknown ``version``, the API database) stops
+    the run at once. Returns the cells migrated.
     """
     results: list[SyncResult] = []
 
-    def migrate(target: str, url: str) -> None:
-        before, after = _migration().sync("cell", url, version)
+    def migrate(target: str, url: str, local: bool = False) -> None:
+        hook = unavailable_hook("database", url) if local else None
+        before, after = _migration().sync("cell", url, version, hook)
         results.append(SyncResult(target, before, after))
         if progress is not None:
             progress(results[-1])
 
     if not all_cells:
-        migrate("cell database", _cell_url())
+        migrate("cell database", _cell_url(), local=True)
         return results
+    unavailable: list[CellUnavailable] = []
     for cell in CellMapping.get_all(get_admin_context()):
-        with _reaching(cell):
-            migrate(f"cell {cell.identity}", cell.database_connection)
+        try:
+            with _reaching(cell):
+                migrate(f"cell {cell.identity}", cell.database_connection)
+        except CellUnavailable as exc:
+            if failed is not None:
+                failed(exc)
+            else:
+                unavailable.append(exc)
+    if unavailable:
+        raise unavailable[0]
     return results
 
 
 def db_version() -> str | None:
     """The schema revision of ``[database]/connection`` (None: empty)."""
-    return _migration().version("cell", _cell_url())
+    url = _cell_url()
+    return _migration().version("cell", url, unavailable_hook("database", url))
 
 
 # -- cell_v2: shared helpers ---------------------------------------------------

@@ -80,6 +80,45 @@ cells_opts = [
         help="Seconds the background probe of a down cell waits for its "
         "database before giving up until the next interval.",
     ),
+    cfg.FloatOpt(
+        "db_connect_timeout",
+        default=5.0,
+        min=0.1,
+        help="Seconds to wait for a new database connection (TCP connect and "
+        "handshake) on every engine cellrouter builds: API, cells and this "
+        "service's own. PyMySQL connect_timeout, libpq connect_timeout "
+        "(whole seconds, at least 2). A value in the URL's query wins.",
+    ),
+    cfg.FloatOpt(
+        "db_query_timeout",
+        default=30.0,
+        min=0.0,
+        help="Seconds one database round trip may take before the connection "
+        "is given up as lost and the cell reported unavailable: PyMySQL "
+        "read_timeout and write_timeout; PostgreSQL statement_timeout (server "
+        "side) and tcp_user_timeout; SQLite's busy timeout. 0 disables it. "
+        "Schema migrations run without it. A value in the URL's query wins.",
+    ),
+    cfg.IntOpt(
+        "rpc_retry",
+        default=1,
+        min=0,
+        help="Times a cast or call reconnects to a cell's message broker before "
+        "it fails with CellUnavailable (oslo.messaging's retry; it otherwise "
+        "retries forever). Each attempt is bounded by the driver's connection "
+        "timeout (kombu: 4 s) plus oslo.messaging's retry interval.",
+    ),
+    cfg.FloatOpt(
+        "rpc_send_timeout",
+        default=15.0,
+        min=0.1,
+        help="Seconds a cast (or the sending part of a call) to a cell's queue "
+        "may take before it fails with CellUnavailable and the queue is "
+        "treated as down for cell_down_interval (casts to it then fail at "
+        "once; the first one after the interval tries again). A publish "
+        "waiting for a silent broker's confirm otherwise blocks for as long "
+        "as the socket allows.",
+    ),
     cfg.IntOpt(
         "db_pool_size",
         default=4,
@@ -206,6 +245,12 @@ def setup(
     caller's object, which becomes the one the library reads; it is parsed only
     if ``argv`` is given (an embedding service usually parsed it already).
     Connection pools built from an earlier configuration are released.
+
+    The configured ``[api_database]/connection``, ``[database]/connection`` and
+    ``[DEFAULT]/transport_url`` must be well-formed URLs
+    (:func:`~cellrouter.url.check_url`, syntax only: nothing is imported or
+    connected); otherwise :class:`~cellrouter.exception.ConfigurationError`
+    names the option, with the URL masked.
     """
     global _active
     target = conf if conf is not None else CONF
@@ -222,4 +267,22 @@ def setup(
     from cellrouter import registry  # late: registry reads the configuration
 
     registry.reset()
+    _check_urls(target)
     return target
+
+
+def _check_urls(conf: cfg.ConfigOpts) -> None:
+    """Raise ConfigurationError naming the first configured URL option that is malformed."""
+    from cellrouter import exception
+    from cellrouter.url import check_url
+
+    for option, kind, value in (
+        ("[api_database]/connection", "database", conf.api_database.connection),
+        ("[database]/connection", "database", conf.database.connection),
+        ("[DEFAULT]/transport_url", "transport", conf.transport_url),
+    ):
+        if value:
+            try:
+                check_url(value, kind)
+            except exception.InvalidURL as exc:
+                raise exception.ConfigurationError(reason=f"{option}: {exc}") from None

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception, registry
+from cellrouter import exception, health, registry
 from cellrouter.cell_mapping import CellMapping
 
 __all__ = ["RequestContext", "get_admin_context", "set_target_cell", "target_cell"]
@@ -75,8 +75,17 @@ class RequestContext:
 
     @property
     def engine(self) -> Engine:
-        """The targeted cell's pooled engine (untargeted: ``[database]/connection``)."""
-        return self._connection.engine
+        """The targeted cell's pooled engine (untargeted: ``[database]/connection``).
+
+        Raises :class:`~cellrouter.exception.CellUnavailable` at once, without
+        touching the network, while the cell is known down (:mod:`cellrouter.health`).
+        """
+        conn = self._conn
+        if conn is None:
+            return registry.local().engine
+        if health.is_down(conn.cell_uuid):
+            raise conn.unavailable("database", "marked down after a recent failure")
+        return conn.engine
 
     @property
     def transport(self) -> Any:

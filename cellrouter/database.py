@@ -5,23 +5,30 @@ index through :func:`api_engine`. Cell-level services set only
 ``[database]/connection``: for them :func:`api_engine` raises
 :class:`~cellrouter.exception.UpcallForbidden`, so a cell can never read or
 write the API database, whatever the calling code does.
+
+A connection failure on either raises :class:`~cellrouter.exception.ApiDatabaseUnavailable`
+or :class:`~cellrouter.exception.DatabaseUnavailable`, naming the option.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception, forksafe
+from cellrouter import dberror, exception, forksafe
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
+from cellrouter.url import mask_url
 
-__all__ = ["api_engine", "local_engine", "reset"]
+__all__ = ["api_engine", "local_engine", "reset", "unavailable_hook"]
 
 
 class _EngineSlot:
     """One configured database: its engine, rebuilt when its URL changes.
 
     The (url, engine) pair is replaced whole, so readers never take the lock.
+    A connection failure raises the group's Unavailable error, naming the option.
     """
 
     def __init__(self, group: str) -> None:
@@ -40,7 +47,7 @@ class _EngineSlot:
             if current is None or current[0] != url:
                 if current is not None:
                     current[1].dispose()
-                current = (url, create_engine(url))
+                current = (url, create_engine(url, unavailable=unavailable_hook(self.group, url)))
                 self._current = current
         return current[1]
 
@@ -49,6 +56,22 @@ class _EngineSlot:
             if self._current is not None:
                 self._current[1].dispose()
             self._current = None
+
+
+_ERRORS: dict[str, type[exception.Unavailable]] = {
+    "api_database": exception.ApiDatabaseUnavailable,
+    "database": exception.DatabaseUnavailable,
+}
+
+
+def unavailable_hook(group: str, url: str) -> Callable[[BaseException, bool], BaseException]:
+    """The engine hook that names ``[group]/connection`` (masked) when it is unreachable."""
+    error, masked = _ERRORS[group], mask_url(url)
+
+    def unavailable(cause: BaseException, _marks_down: bool) -> BaseException:
+        return error(url=masked, reason=dberror.describe(cause))
+
+    return unavailable
 
 
 _api = _EngineSlot("api_database")

@@ -5,6 +5,8 @@ The one place that knows the drivers' error codes (PyMySQL, psycopg, sqlite3):
 * :func:`is_connection_error`: an allow-list of failures that say the server
   cannot be reached or dropped the connection. Anything else (unknown column,
   bad collation, constraint violations, bugs) means the server answered.
+* :func:`is_timeout`: of those, the ones where the server did not answer in
+  time (connect, read or write timeout), as opposed to a dropped connection.
 * :func:`is_retryable`: the transaction lost a race with a concurrent one
   (deadlock, lock wait, serialization failure, SQLite busy) and may simply be
   run again.
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 from cellrouter import exception
 from cellrouter.url import mask_url
 
-__all__ = ["describe", "is_connection_error", "is_retryable"]
+__all__ = ["describe", "is_connection_error", "is_retryable", "is_timeout"]
 
 #: Longest driver message :func:`describe` keeps.
 MAX_MESSAGE = 200
@@ -95,6 +97,21 @@ def is_connection_error(exc: BaseException) -> bool:
     return any(message in text for message in _SQLITE_CONNECTION_TEXTS)
 
 
+#: Driver texts of a connect/read/write timeout (PyMySQL wraps socket.timeout's
+#: "timed out"; libpq says "timeout expired" or "Connection timed out").
+_TIMEOUT_TEXTS = ("timed out", "timeout expired")
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` says a database did not answer in time (not: closed the connection)."""
+    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    for error in (inner, inner.__cause__, inner.__context__):
+        if isinstance(error, TimeoutError):
+            return True
+    text = str(inner).lower()
+    return any(message in text for message in _TIMEOUT_TEXTS)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for errors that abort a transaction only because of a concurrent one."""
     if not isinstance(exc, sa.exc.DBAPIError) or exc.connection_invalidated or exc.orig is None:
@@ -116,6 +133,8 @@ def describe(exc: BaseException) -> str:
     first line, masked (:func:`~cellrouter.url.mask_url`) before it is cut to
     :data:`MAX_MESSAGE` characters so no cut can expose part of a password.
     """
+    if isinstance(exc, exception.Unavailable) and exc.__cause__ is not None:
+        return describe(exc.__cause__)  # the driver's own words, not our wrapper's
     inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
     lines = str(inner).strip().splitlines()
     message = mask_url(lines[0].strip())[:MAX_MESSAGE] if lines else ""

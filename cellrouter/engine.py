@@ -1,25 +1,40 @@
-"""Building SQLAlchemy engines: pool sizing, SQLite pragmas, fork safety.
+"""Building SQLAlchemy engines: pool sizing, time bounds, failure hooks, fork safety.
 
 Every engine cellrouter opens (API database, cell databases) comes from
-:func:`create_engine`, so all of them get the same pool policy and all of them
-are made fork-safe in one place.
+:func:`create_engine`, so all of them get the same pool policy, the same
+per-dialect time bounds (``[cells]/db_connect_timeout`` and
+``db_query_timeout``), and all of them are made fork-safe in one place.
+
+An engine's owner may pass two hooks: ``unavailable`` turns a driver's
+connection error into the owner's own :class:`~cellrouter.exception.Unavailable`
+(naming the cell or the option, masked), and ``gate`` refuses a new
+connection at once while the owner knows the database is down.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, pool
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception, forksafe
+from cellrouter import dberror, exception, forksafe
 from cellrouter.conf import get_conf
-from cellrouter.url import mask_url
+from cellrouter.url import check_url, mask_url
 
-__all__ = ["create_engine", "parse_db_url"]
+__all__ = ["Gate", "Unavailable", "create_engine", "parse_db_url", "timeout_connect_args"]
+
+#: ``unavailable(error, marks_down)``: the exception to raise for a driver
+#: connection error. ``marks_down`` is True when the database did not answer
+#: (refused, unreachable, timed out), False when an open connection was lost.
+Unavailable = Callable[[BaseException, bool], BaseException]
+#: ``gate()``: an exception to raise instead of opening a new connection, or None.
+Gate = Callable[[], BaseException | None]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _engines_lock = forksafe.Lock()
@@ -27,6 +42,7 @@ _engines_lock = forksafe.Lock()
 
 def parse_db_url(url: str) -> sa.URL:
     """Parse a database URL or raise :class:`~cellrouter.exception.InvalidURL`."""
+    check_url(url, "database")
     try:
         parsed = sa.make_url(url)
         parsed.get_dialect()
@@ -37,11 +53,44 @@ def parse_db_url(url: str) -> sa.URL:
     return parsed
 
 
+#: SQLite's busy timeout when ``[cells]/db_query_timeout`` is 0 (seconds).
+SQLITE_BUSY_DEFAULT = 30.0
+
+
+def timeout_connect_args(parsed: sa.URL, *, queries: bool = True) -> dict[str, Any]:
+    """Driver arguments that bound connecting (and, with ``queries``, each round trip).
+
+    Per dialect: PyMySQL/mysqlclient ``connect_timeout``, ``read_timeout``,
+    ``write_timeout``; libpq ``connect_timeout`` (whole seconds, at least 2),
+    ``tcp_user_timeout`` and a server-side ``statement_timeout``; SQLite's busy
+    ``timeout``. A key already in the URL's query is the user's and wins.
+    """
+    opts = get_conf().cells
+    connect, query = float(opts.db_connect_timeout), float(opts.db_query_timeout)
+    backend = parsed.get_backend_name()
+    args: dict[str, Any] = {}
+    if backend in ("mysql", "mariadb"):
+        integer = parsed.get_driver_name() != "pymysql"  # mysqlclient takes whole seconds
+        args["connect_timeout"] = max(1, math.ceil(connect)) if integer else connect
+        if queries and query > 0:
+            value = max(1, math.ceil(query)) if integer else query
+            args["read_timeout"] = args["write_timeout"] = value
+    elif backend == "postgresql":
+        args["connect_timeout"] = max(2, math.ceil(connect))
+        if queries and query > 0:
+            millis = max(1, round(query * 1000))
+            args["tcp_user_timeout"] = millis
+            if "options" not in parsed.query:
+                args["options"] = f"-c statement_timeout={millis}"
+    elif backend == "sqlite":
+        args["timeout"] = query if queries and query > 0 else SQLITE_BUSY_DEFAULT
+    return {key: value for key, value in args.items() if key not in parsed.query}
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk operator work on big indexes
@@ -49,11 +98,46 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def create_engine(url: str | sa.URL, *, pooled: bool = True, **overrides: Any) -> Engine:
-    """An engine for ``url`` with cellrouter's pool policy (``[cells]`` options).
+def _install_hooks(engine: Engine, unavailable: Unavailable | None, gate: Gate | None) -> None:
+    if unavailable is not None:
+
+        def handle_error(context: sa.engine.ExceptionContext) -> BaseException | None:
+            error = context.sqlalchemy_exception or context.original_exception
+            if not dberror.is_connection_error(error):
+                return None
+            timed_out = dberror.is_timeout(error)
+            if context.is_pre_ping and not timed_out:
+                return None  # a stale pooled connection: the pool reconnects
+            # No connection object: it failed while connecting, so nobody answered.
+            marks_down = timed_out or context.connection is None
+            return unavailable(error, marks_down)
+
+        event.listen(engine, "handle_error", handle_error)
+    if gate is not None:
+
+        def do_connect(*_args: Any) -> None:
+            refused = gate()
+            if refused is not None:
+                raise refused
+
+        event.listen(engine, "do_connect", do_connect)
+
+
+def create_engine(
+    url: str | sa.URL,
+    *,
+    pooled: bool = True,
+    bound_queries: bool = True,
+    unavailable: Unavailable | None = None,
+    gate: Gate | None = None,
+    **overrides: Any,
+) -> Engine:
+    """An engine for ``url`` with cellrouter's pool policy and time bounds (``[cells]``).
 
     ``pooled=False`` gives a NullPool engine for one-off work (migrations,
-    operator commands in short-lived processes).
+    operator commands in short-lived processes). ``bound_queries=False`` keeps
+    the connect timeout but lets statements run as long as they need (schema
+    migrations). ``unavailable`` and ``gate``: see the module docstring.
     """
     parsed = parse_db_url(url) if isinstance(url, str) else url
     # Bound parameters can be URLs with passwords (cell_mappings writes): keep
@@ -75,12 +159,16 @@ def create_engine(url: str | sa.URL, *, pooled: bool = True, **overrides: Any) -
             pool_timeout=opts.db_pool_timeout,
             pool_pre_ping=opts.db_pool_pre_ping and not is_sqlite,
         )
+    connect_args = timeout_connect_args(parsed, queries=bound_queries)
     if is_sqlite:
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        connect_args["check_same_thread"] = False
+    connect_args.update(overrides.pop("connect_args", {}))
+    kwargs["connect_args"] = connect_args
     kwargs.update(overrides)
     engine = sa.create_engine(parsed, **kwargs)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+    _install_hooks(engine, unavailable, gate)
     with _engines_lock:
         _engines.add(engine)
     return engine

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "ApiDatabaseUnavailable",
     "BuildRequestExists",
     "BuildRequestNotFound",
     "CellHasHosts",
@@ -21,6 +22,7 @@ __all__ = [
     "CellUnavailable",
     "ConfigurationError",
     "ConflictingOptions",
+    "DatabaseUnavailable",
     "DuplicateCellURL",
     "HostHasInstances",
     "HostInOtherCell",
@@ -40,6 +42,7 @@ __all__ = [
     "NoComputeHosts",
     "NotFound",
     "UnknownRevision",
+    "Unavailable",
     "UpcallForbidden",
 ]
 
@@ -144,8 +147,35 @@ class CellHasInstances(CellRouterError):
     msg_fmt = "Cell {uuid} still has instances."
 
 
-class CellUnavailable(CellRouterError):
+class Unavailable(CellRouterError):
+    """Something cellrouter needs (a cell, the API database, a queue) cannot be reached.
+
+    The driver's own exception, when there is one, is ``__cause__``.
+    """
+
+    msg_fmt = "A required service is unavailable: {reason}"
+
+
+class CellUnavailable(Unavailable):
+    """A cell's database or message queue refused, timed out or dropped the connection.
+
+    ``kwargs`` carry ``cell`` (its identity) and, when known, ``uuid`` and ``what``
+    (``"database"`` or ``"queue"``).
+    """
+
     msg_fmt = "Cell {cell} is unavailable: {reason}"
+
+    @property
+    def cell_uuid(self) -> str | None:
+        return self.kwargs.get("uuid")
+
+
+class ApiDatabaseUnavailable(Unavailable):
+    msg_fmt = "The API database ([api_database]/connection = {url}) is unavailable: {reason}"
+
+
+class DatabaseUnavailable(Unavailable):
+    msg_fmt = "This service's database ([database]/connection = {url}) is unavailable: {reason}"
 
 
 class InvalidSortKey(CellRouterError):

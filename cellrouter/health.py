@@ -9,8 +9,17 @@ success brings the cell back, failure keeps it down for another interval. So a
 dead cell costs one request the scatter timeout, not every request.
 
 Only connection-type errors (:func:`cellrouter.dberror.is_connection_error`)
-mark a cell down. Other exceptions from the scattered function (bugs,
-NotFound, an unknown column in a drifted schema...) mean the cell answered.
+mark a cell down, and of those only the ones where nobody answered (refused,
+unreachable, timed out): a connection lost to a database restart fails one
+request and the pool reconnects. Other exceptions from the scattered function
+(bugs, NotFound, an unknown column in a drifted schema...) mean the cell
+answered. While a cell is down, the show path fails at once too: targeting it
+raises CellUnavailable and its engine opens no new connection (its probe's
+thread excepted).
+
+A cell's message queue has a health of its own: a failed cast marks it down
+for the same interval, casts then fail at once, and the first cast after the
+interval tries again (:func:`queue_refuses`).
 
 Readers never lock: the set of down cells is a dict replaced whole.
 :func:`cell_health` gives the state as immutable records for the CLI and for
@@ -29,7 +38,7 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from cellrouter import dberror, events, registry
+from cellrouter import dberror, events, registry, workers
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.conf import get_conf
 from cellrouter.types import utcnow
@@ -39,8 +48,12 @@ __all__ = [
     "cell_health",
     "down_cells",
     "is_down",
+    "queue_refuses",
     "record_failure",
+    "record_queue_failure",
+    "record_queue_success",
     "record_success",
+    "refuses",
     "reset",
 ]
 
@@ -49,7 +62,6 @@ LOG = logging.getLogger(__name__)
 #: ``last_error`` of a cell that did not answer in time.
 TIMEOUT = "timeout"
 
-#: ``"ErrorClass: masked message"`` of a failure (kept here for :mod:`cellrouter.listing`).
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +83,11 @@ class CellHealth:
     #: seconds the last successful call (or probe) took
     last_latency: float | None
     last_success_at: datetime.datetime | None
+    #: the cell's message queue: False while casts to it fail fast after a failure
+    queue_up: bool = True
+    #: ``"timeout"`` or ``"ErrorClass: masked message"`` of the queue's last failure
+    queue_last_error: str | None = None
+    queue_last_failure_at: datetime.datetime | None = None
 
 
 class _State:
@@ -85,6 +102,8 @@ class _State:
         "last_latency",
         "last_success",
         "probing",
+        "queue_last_error",
+        "queue_last_failure_at",
         "stop",
     )
 
@@ -97,6 +116,8 @@ class _State:
         self.last_latency: float | None = None
         self.last_success: float | None = None  # time.time(): cheap on the hot path
         self.probing = False
+        self.queue_last_error: str | None = None
+        self.queue_last_failure_at: datetime.datetime | None = None
         self.stop = threading.Event()  # set when the cell is forgotten: its probe ends
 
 
@@ -104,8 +125,12 @@ _lock = threading.Lock()
 _states: dict[str, _State] = {}
 #: cell uuid -> monotonic time of its next probe. Replaced whole under _lock.
 _down: dict[str, float] = {}
+#: cell uuid -> monotonic time until which casts to its queue fail fast. Replaced whole.
+_queue_down: dict[str, float] = {}
 #: bumped by reset(): probes of an older generation stop.
 _generation = 0
+#: ``active`` is set on the thread running a probe: only it may connect to a down cell.
+_probe_thread = threading.local()
 
 
 def down_cells() -> Mapping[str, float]:
@@ -115,6 +140,12 @@ def down_cells() -> Mapping[str, float]:
 
 def is_down(cell_uuid: str) -> bool:
     return cell_uuid in _down
+
+
+def refuses(cell_uuid: str) -> bool:
+    """True when a new connection to the cell's database must not even be tried:
+    it is down and this thread is not its probe."""
+    return cell_uuid in _down and not getattr(_probe_thread, "active", False)
 
 
 def _state(cell: CellMapping) -> _State:
@@ -145,6 +176,8 @@ def record_failure(cell: CellMapping, error: BaseException | None) -> float | No
     the down interval when this call marked it down (None: it already was, or
     health tracking is off), so the caller can say so in its one log line.
     """
+    if getattr(_probe_thread, "active", False):
+        return None  # the probe loop keeps its own account
     interval = get_conf().cells.cell_down_interval
     state = _state(cell)
     state.cell = cell
@@ -233,6 +266,36 @@ def _extend(cell_uuid: str, interval: float) -> None:
             _down = {**_down, cell_uuid: time.monotonic() + max(interval, 0.05)}
 
 
+def queue_refuses(cell_uuid: str) -> bool:
+    """True while casts to the cell's queue fail fast after a recent failure.
+
+    The first cast after ``[cells]/cell_down_interval`` tries the broker again
+    (no probe thread: the next real cast is the probe).
+    """
+    until = _queue_down.get(cell_uuid)
+    return until is not None and time.monotonic() < until
+
+
+def record_queue_failure(cell: CellMapping, error: BaseException | None) -> None:
+    """A cast or call to ``cell``'s queue failed (``error`` None: it timed out)."""
+    global _queue_down
+    interval = get_conf().cells.cell_down_interval
+    state = _state(cell)
+    state.queue_last_error = TIMEOUT if error is None else dberror.describe(error)
+    state.queue_last_failure_at = utcnow()
+    if interval > 0:
+        with _lock:
+            _queue_down = {**_queue_down, cell.uuid: time.monotonic() + interval}
+
+
+def record_queue_success(cell_uuid: str) -> None:
+    """A cast or call reached ``cell``'s broker (cheap when it was never down)."""
+    global _queue_down
+    if cell_uuid in _queue_down:
+        with _lock:
+            _queue_down = {k: v for k, v in _queue_down.items() if k != cell_uuid}
+
+
 def _probe_once(
     cell: CellMapping, timeout: float, pending: threading.Event | None
 ) -> tuple[bool, str | None, float, threading.Event | None]:
@@ -243,12 +306,11 @@ def _probe_once(
     """
     if pending is not None and not pending.is_set():
         return False, TIMEOUT, 0.0, pending
-    from cellrouter import scatter  # late: scatter imports this module
-
     done = threading.Event()
     outcome: list[BaseException | None] = []
 
     def probe() -> None:
+        _probe_thread.active = True
         try:
             with registry.get(cell).engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
@@ -256,10 +318,11 @@ def _probe_once(
         except BaseException as exc:  # noqa: BLE001 - reported, never raised here
             outcome.append(exc)
         finally:
+            _probe_thread.active = False
             done.set()
 
     start = time.perf_counter()
-    scatter.submit(probe)
+    workers.submit(probe)
     finished = done.wait(timeout)
     latency = time.perf_counter() - start
     if not finished:
@@ -275,6 +338,7 @@ def cell_health() -> dict[str, CellHealth]:
     now_wall = utcnow()
     now_mono = time.monotonic()
     down = _down
+    queue_down = _queue_down
     records = {}
     for cell_uuid, state in list(_states.items()):
         next_probe = down.get(cell_uuid)
@@ -299,13 +363,16 @@ def cell_health() -> dict[str, CellHealth]:
                 if state.last_success is not None
                 else None
             ),
+            queue_up=queue_down.get(cell_uuid, 0.0) <= now_mono,
+            queue_last_error=state.queue_last_error,
+            queue_last_failure_at=state.queue_last_failure_at,
         )
     return records
 
 
 def forget(cell_uuids: tuple[str, ...] | list[str]) -> None:
     """Drop what is known about these cells (their mapping changed or was deleted)."""
-    global _down
+    global _down, _queue_down
     drop = set(cell_uuids)
     with _lock:
         for cell_uuid in drop:
@@ -314,16 +381,19 @@ def forget(cell_uuids: tuple[str, ...] | list[str]) -> None:
                 state.stop.set()
         if drop & _down.keys():
             _down = {key: value for key, value in _down.items() if key not in drop}
+        if drop & _queue_down.keys():
+            _queue_down = {k: v for k, v in _queue_down.items() if k not in drop}
 
 
 def reset() -> None:
     """Forget everything and stop every probe (tests, configuration reload)."""
-    global _down, _generation
+    global _down, _generation, _queue_down
     with _lock:
         for state in _states.values():
             state.stop.set()
         _states.clear()
         _down = {}
+        _queue_down = {}
         _generation += 1
 
 

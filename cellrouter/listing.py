@@ -40,7 +40,7 @@ from cellrouter.context import RequestContext
 from cellrouter.database import api_engine
 from cellrouter.instance import deleted_filter
 from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.scatter import is_cell_failure, scatter_gather_cells
+from cellrouter.scatter import check_timeout, is_cell_failure, scatter_gather_cells
 from cellrouter.sorting import (
     SortSpec,
     after_marker,
@@ -326,11 +326,14 @@ class CrossCellLister:
         ``[cells]/list_records_by_skipping_down_cells`` is False and no
         down-cell records were asked for.
         """
-        if limit is not None and limit < 0:
-            raise exception.InvalidValue(what="limit", reason=f"must be >= 0, not {limit}")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise exception.InvalidValue(
+                what="limit", reason=f"a whole number >= 0 (or None), not {limit!r}"
+            )
         opts = get_conf().cells
-        if timeout is None:
-            timeout = float(opts.scatter_timeout)
+        timeout = float(opts.scatter_timeout) if timeout is None else check_timeout(timeout)
         strategy, batch_size = opts.list_batch_strategy, opts.list_batch_size
         skip_failed = opts.list_records_by_skipping_down_cells
 

@@ -26,15 +26,16 @@ import hashlib
 import importlib
 import logging
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from oslo_config import cfg
 
-from cellrouter import exception, forksafe
+from cellrouter import exception, forksafe, workers
 from cellrouter.url import mask_url
 
 with warnings.catch_warnings():
@@ -47,8 +48,11 @@ with warnings.catch_warnings():
 
 __all__ = [
     "EXCHANGE_PREFIX",
+    "BoundedRPCClient",
     "NO_TRANSPORT_SCHEME",
     "MessagingTimeout",
+    "QueueOwner",
+    "check_transport_url",
     "cleanup_transport",
     "create_transport",
     "exchange_for",
@@ -118,6 +122,30 @@ def _parse(url: str) -> oslo_messaging.TransportURL:
         return oslo_messaging.TransportURL.parse(_conf, url)
     except (oslo_messaging.InvalidTransportURL, ValueError, TypeError) as exc:
         raise _invalid(url, f"{type(exc).__name__}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _known_drivers() -> frozenset[str]:
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.name for ep in entry_points(group="oslo.messaging.drivers"))
+
+
+def check_transport_url(url: str) -> None:
+    """Raise :class:`~cellrouter.exception.InvalidURL` (masked) unless oslo.messaging
+    parses ``url`` and knows its driver. ``none:///`` (no queue) is accepted.
+
+    Nothing connects: this is the write-time check of a cell's transport URL.
+    """
+    if not url:
+        raise _invalid(url or "", "empty URL")
+    if _is_none_url(url):
+        return
+    parsed = _parse(url)
+    driver = parsed.transport.split("+")[0] if parsed.transport else ""
+    if driver not in _known_drivers():
+        known = ", ".join(sorted(_known_drivers()))
+        raise _invalid(url, f"unknown transport driver {driver!r} (known: {known})")
 
 
 def _is_none_url(url: str) -> bool:
@@ -225,6 +253,100 @@ def get_rpc_client(
         exchange=exchange_for(url), topic=topic, server=server, **target_kw
     )
     return oslo_messaging.get_rpc_client(transport, target, **kw)
+
+
+class QueueOwner(Protocol):
+    """Who a :class:`BoundedRPCClient` reports its broker's health to (a cell)."""
+
+    def queue_refused(self) -> BaseException | None:
+        """An error to raise at once instead of sending (queue known down), or None."""
+
+    def queue_failed(self, error: BaseException | None) -> BaseException:
+        """The error to raise for a failed send (``error`` None: it timed out)."""
+
+    def queue_succeeded(self) -> None:
+        """A send reached the broker."""
+
+
+def _is_broker_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the broker could not be reached (not: no reply, no consumer)."""
+    if isinstance(exc, oslo_messaging.MessageDeliveryFailure | OSError):
+        return True
+    return type(exc).__module__.partition(".")[0] in ("kombu", "amqp")
+
+
+class BoundedRPCClient:
+    """An RPC client whose casts and calls return or fail within a time bound.
+
+    oslo.messaging retries a broken broker forever unless told otherwise, and
+    a publish waiting for the broker's confirm blocks as long as its socket
+    lets it. So every send gets ``retry`` and runs on a worker thread
+    (:mod:`cellrouter.workers`); the caller waits at most ``send_timeout``
+    (a call: plus its reply timeout). An unreachable broker raises what the
+    owner's ``queue_failed`` returns; a call that gets no reply still raises
+    :data:`MessagingTimeout`.
+    """
+
+    __slots__ = ("_client", "_owner", "_reply_timeout", "_send_timeout")
+
+    def __init__(
+        self,
+        client: Any,
+        owner: QueueOwner,
+        send_timeout: float,
+        reply_timeout: float | None = None,
+    ) -> None:
+        self._client = client
+        self._owner = owner
+        self._send_timeout = send_timeout
+        self._reply_timeout = reply_timeout
+
+    def prepare(self, **kw: Any) -> BoundedRPCClient:
+        """A copy with other target or call options (oslo.messaging's ``prepare``)."""
+        reply_timeout = kw.get("timeout", self._reply_timeout)
+        return BoundedRPCClient(
+            self._client.prepare(**kw), self._owner, self._send_timeout, reply_timeout
+        )
+
+    def can_send_version(self, version: str) -> bool:
+        return bool(self._client.can_send_version(version))
+
+    def cast(self, ctxt: Any, method: str, **kwargs: Any) -> None:
+        """Send ``method(**kwargs)`` without waiting for a result."""
+        self._bounded(self._send_timeout, self._client.cast, ctxt, method, **kwargs)
+
+    def call(self, ctxt: Any, method: str, **kwargs: Any) -> Any:
+        """Send ``method(**kwargs)`` and return its result."""
+        reply = self._reply_timeout
+        if reply is None:
+            reply = _conf.rpc_response_timeout
+        return self._bounded(self._send_timeout + reply, self._client.call, ctxt, method, **kwargs)
+
+    def _bounded(self, bound: float, send: Any, *args: Any, **kwargs: Any) -> Any:
+        refused = self._owner.queue_refused()
+        if refused is not None:
+            raise refused
+        done = threading.Event()
+        outcome: list[tuple[bool, Any]] = []
+
+        def job() -> None:
+            try:
+                outcome.append((True, send(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        workers.submit(job)
+        if not done.wait(bound):
+            raise self._owner.queue_failed(None)
+        ok, value = outcome[0]
+        if ok:
+            self._owner.queue_succeeded()
+            return value
+        if _is_broker_error(value):
+            raise self._owner.queue_failed(value) from value
+        raise value
 
 
 def _default_executor() -> str:

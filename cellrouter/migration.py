@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from cellrouter import api_schema, cell_schema, exception
-from cellrouter.engine import create_engine
+from cellrouter.engine import Unavailable, create_engine
 
 __all__ = ["Tier", "downgrade", "run_env", "sync", "version"]
 
@@ -75,10 +75,13 @@ def _current(tier: str, connection: sa.Connection) -> str | None:
     return ctx.get_current_revision()
 
 
-def version(tier: Tier, url: str) -> str | None:
-    """The revision ``url``'s ``tier`` schema is at (None: not initialised)."""
+def version(tier: Tier, url: str, unavailable: Unavailable | None = None) -> str | None:
+    """The revision ``url``'s ``tier`` schema is at (None: not initialised).
+
+    ``unavailable``: see :func:`cellrouter.engine.create_engine`.
+    """
     _check_tier(tier)
-    engine = create_engine(url, pooled=False)
+    engine = create_engine(url, pooled=False, unavailable=unavailable)
     try:
         with engine.connect() as conn:
             return _current(tier, conn)
@@ -91,17 +94,24 @@ def head(tier: Tier) -> str:
     return _script(tier).get_current_head() or "base"
 
 
-def sync(tier: Tier, url: str, revision: str | None = None) -> tuple[str | None, str | None]:
+def sync(
+    tier: Tier,
+    url: str,
+    revision: str | None = None,
+    unavailable: Unavailable | None = None,
+) -> tuple[str | None, str | None]:
     """Bring ``url``'s ``tier`` schema to ``revision`` (default: head).
 
     A revision older than the current one downgrades. Returns (before, after).
+    ``unavailable``: see :func:`cellrouter.engine.create_engine`.
     """
     _check_tier(tier)
     target = revision or "head"
     script = _script(tier)
     if target not in ("head", "heads", "base"):
         _check_revision(tier, script, target)
-    engine = create_engine(url, pooled=False)
+    # DDL may take long: only connecting is bounded
+    engine = create_engine(url, pooled=False, bound_queries=False, unavailable=unavailable)
     try:
         with engine.begin() as conn:
             before = _current(tier, conn)

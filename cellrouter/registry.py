@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import database, events, exception, forksafe
+from cellrouter import database, dberror, events, exception, forksafe
 from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.conf import get_conf
 from cellrouter.engine import create_engine
+from cellrouter.url import mask_url
 
 if TYPE_CHECKING:
     import oslo_messaging
@@ -43,6 +44,7 @@ class CellConnection:
     __slots__ = (
         "_lock",
         "_transport",
+        "cell",
         "cell_uuid",
         "engine",
         "identity",
@@ -57,15 +59,44 @@ class CellConnection:
         identity: str,
         engine: Engine | None = None,
         version: datetime.datetime | None = None,
+        cell: CellMapping | None = None,
     ) -> None:
         self.key = key
         #: when the mapping these URLs come from was last written (None: never updated)
         self.version = version
         self.cell_uuid, database_url, self.transport_url = key
         self.identity = identity
-        self.engine: Engine = engine if engine is not None else create_engine(database_url)
+        #: the mapping these connections were built for (None: this service's own cell)
+        self.cell = cell
+        self.engine: Engine = (
+            engine
+            if engine is not None
+            else create_engine(database_url, unavailable=self._unavailable, gate=self._gate)
+        )
         self._transport: oslo_messaging.Transport | None = _UNBUILT
         self._lock = forksafe.Lock()
+
+    def unavailable(self, what: str, reason: str) -> exception.CellUnavailable:
+        """The error of this cell's ``what`` ("database" or "queue") being unreachable."""
+        return exception.CellUnavailable(
+            cell=self.identity, uuid=self.cell_uuid, what=what, reason=f"{what}: {reason}"
+        )
+
+    def _unavailable(self, error: BaseException, marks_down: bool) -> BaseException:
+        """Engine hook: a connection error of this cell's database (see cellrouter.engine)."""
+        from cellrouter import health  # late: health probes cells through this registry
+
+        if marks_down and self.cell is not None:
+            health.record_failure(self.cell, error)
+        return self.unavailable("database", dberror.describe(error))
+
+    def _gate(self) -> BaseException | None:
+        """Engine hook: no new connection to a cell known down (its probe excepted)."""
+        from cellrouter import health
+
+        if self.cell is not None and health.refuses(self.cell_uuid):
+            return self.unavailable("database", "marked down after a recent failure")
+        return None
 
     @property
     def transport(self) -> oslo_messaging.Transport | None:
@@ -92,13 +123,47 @@ class CellConnection:
         return messaging.create_transport(self.transport_url)
 
     def rpc_client(self, topic: str, server: str | None = None, **kw: Any) -> Any:
-        """An RPC client for ``topic`` (and ``server``) on this cell's queue."""
+        """A bounded RPC client for ``topic`` (and ``server``) on this cell's queue.
+
+        Sends retry the broker ``[cells]/rpc_retry`` times (unless ``retry`` is
+        given) and return or fail within ``[cells]/rpc_send_timeout``; an
+        unreachable broker raises CellUnavailable and is recorded in the
+        cell's health (see :class:`cellrouter.messaging.BoundedRPCClient`).
+        """
         from cellrouter import messaging
 
         transport = self.transport
         if transport is None:
             raise exception.CellRouterError(f"cell {self.identity} has no message queue")
-        return messaging.get_rpc_client(transport, self.transport_url, topic, server, **kw)
+        opts = get_conf().cells
+        kw.setdefault("retry", opts.rpc_retry)
+        client = messaging.get_rpc_client(transport, self.transport_url, topic, server, **kw)
+        return messaging.BoundedRPCClient(
+            client, self, opts.rpc_send_timeout, reply_timeout=kw.get("timeout")
+        )
+
+    # -- queue health (messaging.QueueOwner) ----------------------------------
+
+    def queue_refused(self) -> BaseException | None:
+        from cellrouter import health
+
+        if self.cell is not None and health.queue_refuses(self.cell_uuid):
+            return self.unavailable("queue", "marked down after a recent failure")
+        return None
+
+    def queue_failed(self, error: BaseException | None) -> BaseException:
+        from cellrouter import health
+
+        if self.cell is not None:
+            health.record_queue_failure(self.cell, error)
+        reason = "no answer in time" if error is None else dberror.describe(error)
+        return self.unavailable("queue", f"{mask_url(self.transport_url)}: {reason}")
+
+    def queue_succeeded(self) -> None:
+        if self.cell is not None:
+            from cellrouter import health
+
+            health.record_queue_success(self.cell_uuid)
 
     def dispose(self) -> None:
         """Close pooled database connections and the transport, for good."""
@@ -127,14 +192,14 @@ def get(cell: CellMapping) -> CellConnection:
     # process's configuration: say why instead of connecting to it literally.
     for kind, template in cell.unfilled_urls():
         format_cell_url(template, kind)  # raises InvalidURL with the reason
-    return _build(key, cell.identity, cell.updated_at)
+    return _build(key, cell)
 
 
 def _newer(a: datetime.datetime | None, b: datetime.datetime | None) -> bool:
     return a is not None and (b is None or a > b)
 
 
-def _build(key: _Key, identity: str, version: datetime.datetime | None) -> CellConnection:
+def _build(key: _Key, cell: CellMapping) -> CellConnection:
     global _by_key
     stale: list[CellConnection] = []
     with _lock:
@@ -142,11 +207,11 @@ def _build(key: _Key, identity: str, version: datetime.datetime | None) -> CellC
         if found is not None:
             return found
         for conn in _by_key.values():
-            if conn.cell_uuid == key[0] and _newer(conn.version, version):
+            if conn.cell_uuid == key[0] and _newer(conn.version, cell.updated_at):
                 # A request still holding the mapping from before an URL change:
                 # the newest known location wins, and no one's pools are torn down.
                 return conn
-        found = CellConnection(key, identity, version=version)
+        found = CellConnection(key, cell.identity, version=cell.updated_at, cell=cell)
         entries = {}
         for old_key, conn in _by_key.items():
             if old_key[0] == key[0]:
@@ -156,7 +221,7 @@ def _build(key: _Key, identity: str, version: datetime.datetime | None) -> CellC
         entries[key] = found
         _by_key = entries
     for conn in stale:
-        LOG.info("cell %s changed its URLs: replacing its connections", identity)
+        LOG.info("cell %s changed its URLs: replacing its connections", cell.identity)
         conn.dispose()
     return found
 

@@ -6,14 +6,14 @@ returns ``{cell_uuid: result}``. A cell that did not finish within the timeout
 maps to :data:`did_not_respond_sentinel`, a cell whose fn raised maps to the
 exception; :func:`is_cell_failure` tells both from a result.
 
-Jobs run on a small elastic pool of daemon threads: an idle thread is reused,
-a new one starts when none is idle (so a straggler that hangs past its
-timeout never delays or starves later calls), and threads idle for a while
-retire. The caller waits at most ``timeout`` in total, on one lock.
+Jobs run on :mod:`cellrouter.workers` (a straggler that hangs past its
+timeout never delays or starves later calls). The caller waits at most
+``timeout`` in total, on one lock.
 
 Cells that :mod:`cellrouter.health` knows to be down are answered with the
-sentinel at once. Timeouts and connection errors
-(:func:`cellrouter.dberror.is_connection_error`) mark a cell down; every
+sentinel at once. A timeout marks a cell down only when it is the configured
+``[cells]/scatter_timeout`` (a caller's shorter deadline says nothing about the
+cell); connection errors mark it down through the cell's engine. Every
 failure is logged once per cell, naming the cell by its identity only.
 """
 
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
-from cellrouter import cell_list, dberror, health
+from cellrouter import cell_list, dberror, exception, health, workers
 from cellrouter.cell_mapping import CellMapping
 from cellrouter.conf import get_conf
 from cellrouter.context import RequestContext, target_cell
@@ -40,16 +39,12 @@ __all__ = [
     "scatter_gather_cells",
     "scatter_gather_single_cell",
     "scatter_gather_skip_cell0",
-    "submit",
+    "check_timeout",
 ]
 
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Seconds an idle worker thread waits for a job before it retires.
-IDLE_SECONDS: Final = 60.0
-
 
 class _Sentinel:
     """A named singleton result (pickles and copies as itself)."""
@@ -79,80 +74,6 @@ did_not_respond_sentinel: Final = _Sentinel("did_not_respond_sentinel")
 def is_cell_failure(value: object) -> bool:
     """True when a scatter result is the did-not-respond sentinel or an exception."""
     return value is did_not_respond_sentinel or isinstance(value, BaseException)
-
-
-# -- the worker pool ---------------------------------------------------------------
-
-
-class _Worker:
-    """One pool thread's mailbox: a job slot and the lock it sleeps on."""
-
-    __slots__ = ("job", "wake")
-
-    def __init__(self, job: Callable[[], None]) -> None:
-        self.job: Callable[[], None] | None = job
-        self.wake = threading.Lock()
-        self.wake.acquire()
-
-
-class _Pool:
-    """Elastic daemon threads: reuse an idle one, else start one; idle ones retire."""
-
-    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
-        self.idle_seconds = idle_seconds
-        self._lock = threading.Lock()
-        self._idle: list[_Worker] = []  # a stack: the most recently idle runs next
-        self.threads = 0
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            worker = self._idle.pop() if self._idle else None
-            if worker is None:
-                self.threads += 1
-        if worker is not None:
-            worker.job = job
-            worker.wake.release()
-            return
-        worker = _Worker(job)
-        threading.Thread(
-            target=self._run, args=(worker,), name="cellrouter-scatter", daemon=True
-        ).start()
-
-    def _run(self, worker: _Worker) -> None:
-        lock, idle = self._lock, self._idle
-        while True:
-            job, worker.job = worker.job, None
-            if job is not None:
-                try:
-                    job()
-                except BaseException:  # noqa: BLE001 - jobs report their own errors
-                    LOG.exception("scatter worker job failed")
-                job = None  # drop references before sleeping
-            with lock:
-                idle.append(worker)
-            if worker.wake.acquire(timeout=self.idle_seconds):
-                continue
-            with lock:
-                try:
-                    idle.remove(worker)
-                except ValueError:
-                    pass  # just reserved by submit(): its job is on the way
-                else:
-                    self.threads -= 1
-                    return
-            worker.wake.acquire()
-
-    def stats(self) -> tuple[int, int]:
-        """(threads alive, threads idle)."""
-        return self.threads, len(self._idle)
-
-
-_pool = _Pool()
-
-
-def submit(job: Callable[[], None]) -> None:
-    """Run ``job()`` on a pool thread (it must not raise; nobody waits for it)."""
-    _pool.submit(job)
 
 
 # -- scatter-gather ----------------------------------------------------------------
@@ -222,7 +143,7 @@ def _gather(
     if not to_run:
         return dict.fromkeys(by_uuid, did_not_respond_sentinel)
     gather = _Gather(ctx, fn, args, kwargs, len(to_run))
-    run, pool_submit = gather.run, _pool.submit
+    run, pool_submit = gather.run, workers.submit
     for cell in to_run:
         pool_submit(functools.partial(run, cell))
     collected = gather.wait(timeout)
@@ -247,6 +168,11 @@ def _gather(
 
 
 def _report_timeout(cell: CellMapping, timeout: float) -> None:
+    if timeout < _default_timeout():
+        # The caller's own deadline, shorter than the configured one: it says
+        # nothing about the cell, so other callers keep using it.
+        LOG.info("Cell %s did not respond within the caller's %.3gs", cell.identity, timeout)
+        return
     interval = health.record_failure(cell, None)
     suffix = f"; treating it as down for {interval:g}s" if interval else ""
     LOG.warning("Cell %s did not respond within %.3gs%s", cell.identity, timeout, suffix)
@@ -255,7 +181,9 @@ def _report_timeout(cell: CellMapping, timeout: float) -> None:
 def _report_error(cell: CellMapping, exc: BaseException, elapsed: float) -> None:
     described = dberror.describe(exc)
     if dberror.is_connection_error(exc):
-        interval = health.record_failure(cell, exc)
+        # CellUnavailable comes from the cell's engine, which already told health.
+        recorded = isinstance(exc, exception.CellUnavailable)
+        interval = None if recorded else health.record_failure(cell, exc)
         suffix = f"; treating it as down for {interval:g}s" if interval else ""
         LOG.warning("Cell %s is unreachable: %s%s", cell.identity, described, suffix)
         return
@@ -263,6 +191,15 @@ def _report_error(cell: CellMapping, exc: BaseException, elapsed: float) -> None
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
     LOG.warning("Cell %s raised %s%s", cell.identity, described, where)
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> float:
+    """``timeout`` as seconds, or InvalidValue unless it is a real number >= 0."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise exception.InvalidValue(what=what, reason=f"a number of seconds, not {timeout!r}")
+    if not timeout >= 0 or timeout == float("inf"):  # NaN fails >= too
+        raise exception.InvalidValue(what=what, reason=f"must be >= 0 and finite, not {timeout!r}")
+    return float(timeout)
 
 
 def _default_timeout() -> float:
@@ -283,8 +220,7 @@ def scatter_gather_cells(
     A cell that did not answer in time, or is marked down, maps to
     :data:`did_not_respond_sentinel`; a cell whose fn raised maps to the exception.
     """
-    if timeout is None:
-        timeout = _default_timeout()
+    timeout = _default_timeout() if timeout is None else check_timeout(timeout)
     return _gather(context, cell_mappings, timeout, fn, args, kwargs)
 
 
@@ -315,9 +251,3 @@ def scatter_gather_single_cell(
     return _gather(context, (cell_mapping,), _default_timeout(), fn, args, kwargs)
 
 
-def _after_fork_in_child() -> None:
-    global _pool
-    _pool = _Pool()  # the parent's worker threads do not exist here
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

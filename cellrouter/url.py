@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from cellrouter import exception
 
-__all__ = ["MASK", "format_url", "mask_url", "url_parts"]
+__all__ = ["MASK", "check_url", "format_url", "mask_url", "url_parts"]
 
 MASK = "****"
 
@@ -32,6 +32,17 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_RE = re.compile(
     r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<netloc>(?:[^@\n]*@)?[^/?#\s\"'<>]*)"
 )
+# Userinfo in text without "://" (``rabbit//admin:pw@mq/``, ``admin:pw@mq``): a
+# user (maybe empty) that starts a word or follows a delimiter, ":", then
+# everything up to the word's last "@". ":" followed by "//" is a scheme, and
+# words that are URLs (masked by structure before) are skipped whole.
+_USERINFO_RE = re.compile(
+    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://\S*)"
+    r"|(?<![^\s'\"`(<\[{,;=/|@])(?P<user>[^\s'\"`<>@:/]*):(?!//)(?P<password>\S+)@"
+)
+# A quoted host that carries the tail of a password holding an unencoded "@":
+# drivers print ``Can't connect to MySQL server on 'TAIL@127.0.0.1'``.
+_QUOTED_TAIL_RE = re.compile(r"(?P<quote>['\"])[^'\"\s/:?]+@(?P<host>[^'\"\s@]*)(?P=quote)")
 _SECRET_PARAM_RE = re.compile(
     r"(?P<key>(?:^|(?<=[?&;,(\s]))[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api_key"
     r"|apikey|credential)[A-Za-z0-9_.\-]*=)(?P<value>[^&;#\s\"']*)",
@@ -145,15 +156,141 @@ def _mask_whole_url(url: str, scheme_end: int) -> str:
     return url[:scheme_end] + _mask_authority(rest[:host_end]) + rest[host_end:]
 
 
+def _mask_userinfo(match: re.Match[str]) -> str:
+    if match.group("url") is not None:
+        return match.group("url")
+    return f"{match.group('user')}:{MASK}@"
+
+
+def _mask_quoted_tail(match: re.Match[str]) -> str:
+    quote = match.group("quote")
+    return f"{quote}{MASK}@{match.group('host')}{quote}"
+
+
 def mask_url(text: str | None) -> str:
     """``text`` with every password hidden: in each host of every URL it holds,
-    and in ``password=``-style query parameters. Safe on any string."""
+    in userinfo without a scheme (``rabbit//user:pw@mq/``, ``user:pw@host``),
+    in quoted hosts that carry a password's tail (``'tail@127.0.0.1'``, as
+    drivers print a URL whose password holds an unencoded ``@``), and in
+    ``password=``-style query parameters. Safe on any string."""
     if not text:
         return text or ""
-    if "://" in text:
-        whole = _SCHEME_RE.match(text)
-        if whole is not None and "\n" not in text:
-            text = _mask_whole_url(text, whole.end())
-        else:
-            text = _URL_RE.sub(_mask_netloc, text)
-    return _SECRET_PARAM_RE.sub(lambda m: m.group("key") + MASK, text)
+    if "@" in text:  # no "@": no userinfo anywhere
+        if "://" in text:
+            whole = _SCHEME_RE.match(text)
+            if whole is not None and "\n" not in text:
+                text = _mask_whole_url(text, whole.end())
+            else:
+                text = _URL_RE.sub(_mask_netloc, text)
+        text = _USERINFO_RE.sub(_mask_userinfo, text)
+        if "'" in text or '"' in text:
+            text = _QUOTED_TAIL_RE.sub(_mask_quoted_tail, text)
+    if "=" in text:
+        text = _SECRET_PARAM_RE.sub(lambda m: m.group("key") + MASK, text)
+    return text
+
+
+# -- validation ----------------------------------------------------------------------
+
+#: What a template placeholder stands for while its structure is checked: one
+#: character valid anywhere (scheme, userinfo, host, port, path).
+_TOKEN = "\ue000"
+_PLACEHOLDER_RE = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+_CHECK_SCHEME_RE = re.compile("[A-Za-z\ue000][A-Za-z0-9+.\\-\ue000]*://")
+_PORT_RE = re.compile("[0-9\ue000]*")
+#: where the authority of a text that may lack (part of) "SCHEME://" starts
+_LEAD_RE = re.compile(r"[^/@:?#\s]*:?//")
+_ENCODE_HINT = "percent-encode it: '@' -> %40, ':' -> %3A, '/' -> %2F, '?' -> %3F, '#' -> %23"
+
+
+def _mask_invalid(url: str) -> str:
+    """``url`` masked for the message of a URL that did not parse: besides what
+    :func:`mask_url` hides, every non-numeric ``:suffix`` of its authority (it
+    may be a password whose ``@`` is missing)."""
+    masked = mask_url(url)
+    lead = _LEAD_RE.match(masked)
+    start = lead.end() if lead is not None else 0
+    end = start
+    while end < len(masked) and masked[end] not in "/?#":
+        end += 1
+    parts = []
+    for part in masked[start:end].split(","):
+        userinfo, at, hostport = part.rpartition("@")
+        host, *ports = hostport.split(":")
+        ports = [
+            p if p == MASK or _PORT_RE.fullmatch(_PLACEHOLDER_RE.sub(_TOKEN, p)) else MASK
+            for p in ports
+        ]
+        parts.append(userinfo + at + ":".join([host, *ports]))
+    return masked[:start] + ",".join(parts) + masked[end:]
+
+
+def _check_hostport(hostport: str) -> str | None:
+    """Why ``host[:port]`` is invalid, or None."""
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or "[" in host:
+            return "unbalanced '[' in the host (an IPv6 address is written [addr]:port)"
+        if rest and not rest.startswith(":"):
+            return "unexpected text after the ']' of an IPv6 host"
+        port = rest[1:]
+    else:
+        if "]" in hostport or "[" in hostport:
+            return "unbalanced ']' in the host (an IPv6 address is written [addr]:port)"
+        host, _, port = hostport.partition(":")
+        if ":" in port:
+            return "too many ':' in host:port (an IPv6 address is written [addr]:port)"
+    if not _PORT_RE.fullmatch(port):
+        return "the port is not a number (if it is a password, the '@' after it is missing)"
+    return None
+
+
+def _structure_error(text: str) -> str | None:
+    """Why ``text`` (placeholders replaced by a token) is not a well-formed URL, or None."""
+    scheme = _CHECK_SCHEME_RE.match(text)
+    if scheme is None:
+        sep = text.find("://")
+        if sep > 0 and not any(c in text[:sep] for c in "/@:?#"):
+            return "invalid scheme (expected letters, digits, '+', '-' or '.')"
+        return "missing '://' after the scheme (expected SCHEME://[user:password@]host/...)"
+    rest = text[scheme.end() :]
+    end = len(rest)
+    for delimiter in "/?#":
+        found = rest.find(delimiter)
+        if found != -1:
+            end = min(end, found)
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority and ":" in authority and "@" in tail:
+        # SQLAlchemy reads everything up to that "@" as user:password
+        return (
+            f"a '{tail[0]}' before the '@' ends the host: if it is part of the password, "
+            f"{_ENCODE_HINT}; if the '@' is not, write it as %40"
+        )
+    for part in authority.split(","):
+        userinfo, at, hostport = part.partition("@") if "@" in part else ("", "", part)
+        if "@" in hostport:
+            return f"unencoded '@' in the user name or password ({_ENCODE_HINT})"
+        if at and userinfo.count(":") > 1:
+            return f"unencoded ':' in the password ({_ENCODE_HINT})"
+        reason = _check_hostport(hostport)
+        if reason is not None:
+            return reason
+    return None
+
+
+def check_url(url: str, kind: str) -> None:
+    """Raise :class:`~cellrouter.exception.InvalidURL` unless ``url`` is well formed.
+
+    ``kind`` is ``"database"`` or ``"transport"``. Checks the structure only
+    (nothing is imported, resolved or connected): ``SCHEME://``, at most one
+    ``@`` and one ``:`` in each host's userinfo (a password holding ``@ : / ? #``
+    must be percent-encoded, or parsers disagree about where it ends and
+    drivers print its tail as a host name), balanced IPv6 brackets and numeric
+    ports. Template placeholders (``{password}``, ``{port1}``...) count as
+    valid tokens. The error never holds a clear-text password.
+    """
+    if not url:
+        raise exception.InvalidURL(kind=kind, url="''", reason="empty URL")
+    reason = _structure_error(_PLACEHOLDER_RE.sub(_TOKEN, url))
+    if reason is not None:
+        raise exception.InvalidURL(kind=kind, url=_mask_invalid(url), reason=reason)

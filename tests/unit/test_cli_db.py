@@ -93,19 +93,31 @@ def test_unknown_revision_is_a_clear_error(config: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
-def test_unexpected_error_is_one_line_and_255_debug_adds_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("group", "command", "option"),
+    [
+        ("api_database", ("api_db", "version"), "[api_database]/connection"),
+        ("api_database", ("api_db", "sync"), "[api_database]/connection"),
+        ("database", ("db", "version"), "[database]/connection"),
+        ("database", ("db", "sync"), "[database]/connection"),
+    ],
+)
+def test_unreachable_database_is_one_line_exit_1_naming_the_option_debug_adds_traceback(
+    tmp_path: Path, group: str, command: tuple[str, str], option: str
+) -> None:
     secret = "Pa55w0rdXyz"
     broken = write_config(
         tmp_path / "broken.conf",
-        # nothing listens on port 1: a driver error cellrouter does not turn into its own
-        api_database={"connection": f"mysql+pymysql://root:{secret}@127.0.0.1:1/x"},
+        # nothing listens on port 1: refused at once
+        **{group: {"connection": f"mysql+pymysql://root:{secret}@127.0.0.1:1/x"}},
     )
-    run = manage(broken, "api_db", "version")
-    assert run.returncode == 255, run.stderr
+    run = manage(broken, *command)
+    assert run.returncode == 1, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+    assert option in run.stderr and "root:****@127.0.0.1:1" in run.stderr
     assert secret not in run.stderr
-    run = manage(broken, "--debug", "api_db", "version")
-    assert run.returncode == 255
+    run = manage(broken, "--debug", *command)
+    assert run.returncode == 1
     assert "Traceback" in run.stderr and secret not in run.stderr
 
 

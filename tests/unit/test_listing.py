@@ -596,8 +596,9 @@ def test_a_hung_cell_costs_one_timeout_and_is_flagged(
     newest_first = _fill(three_cells[:2], 5)
     hung = three_cells[2]
     spy.hang, spy.hang_cell = threading.Event(), hung.uuid
+    conf.set_override("scatter_timeout", 0.3, group="cells")  # the cells' own bound
     start = time.monotonic()
-    result = list_instances(admin_ctx, cells=three_cells, timeout=0.3)
+    result = list_instances(admin_ctx, cells=three_cells)
     assert time.monotonic() - start < 15.0  # gave up on the cell, which hangs for 30 s
     assert result.failed_cells == {hung.uuid: "did not respond"}
     assert _uuids(result) == newest_first
@@ -607,6 +608,34 @@ def test_a_hung_cell_costs_one_timeout_and_is_flagged(
     assert list_instances(admin_ctx, cells=three_cells, timeout=30.0).partial
     assert time.monotonic() - start < 15.0
     assert len(spy.per_cell(hung)) == 1
+
+
+def test_a_callers_short_timeout_flags_only_its_own_list(
+    conf: cfg.ConfigOpts, three_cells: list[CellMapping], admin_ctx: RequestContext, spy: _FetchSpy
+) -> None:
+    newest_first = _fill(three_cells[:2], 5)
+    hung = three_cells[2]
+    spy.hang, spy.hang_cell = threading.Event(), hung.uuid
+    result = list_instances(admin_ctx, cells=three_cells, timeout=0.2)  # configured: 60 s
+    assert result.failed_cells == {hung.uuid: "did not respond"}
+    # The caller's deadline says nothing about the cell: nobody else sees it down.
+    assert not health.is_down(hung.uuid)
+    assert hung.uuid not in health.cell_health() or health.cell_health()[hung.uuid].up
+    spy.hang.set()
+    result = list_instances(admin_ctx, cells=three_cells, timeout=10.0)
+    assert not result.partial and _uuids(result) == newest_first
+
+
+@pytest.mark.parametrize("limit", ["5", 2.5, True, -1, float("nan")])
+def test_limit_must_be_a_whole_number(admin_ctx: RequestContext, limit: object) -> None:
+    with pytest.raises(exception.InvalidValue, match="limit"):
+        list_instances(admin_ctx, limit=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", ["5", -1, -0.5, True, float("nan"), float("inf")])
+def test_timeout_must_be_seconds(admin_ctx: RequestContext, timeout: object) -> None:
+    with pytest.raises(exception.InvalidValue, match="timeout"):
+        list_instances(admin_ctx, timeout=timeout)  # type: ignore[arg-type]
 
 
 def test_failed_cell_reasons_and_logs_carry_no_password(

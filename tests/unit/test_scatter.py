@@ -5,17 +5,20 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 
+import pymysql
 import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import cell_list, health, registry, scatter
+from cellrouter import cell_list, health, registry, workers
 from cellrouter.cell_mapping import CELL0_UUID, CellMapping
 from cellrouter.context import RequestContext
+from cellrouter.exception import CellUnavailable
 from cellrouter.scatter import (
     did_not_respond_sentinel,
     is_cell_failure,
@@ -139,6 +142,7 @@ def test_hung_cell_times_out_is_skipped_while_down_and_used_again_after_recovery
         return cell_uuid_of(cctx)
 
     timeout = 0.5
+    conf.set_override("scatter_timeout", timeout, group="cells")  # the cell's own bound
     start = time.monotonic()
     results = scatter_gather_cells(admin_ctx, cells, timeout, fn)
     elapsed = time.monotonic() - start
@@ -173,6 +177,7 @@ def test_straggler_never_starves_later_calls(
     gate: threading.Event,
 ) -> None:
     conf.set_override("cell_down_interval", 0, group="cells")  # no skipping: always dispatch
+    conf.set_override("scatter_timeout", 0.1, group="cells")
     cells = make_cells(4)
     hung = cells[0]
 
@@ -217,7 +222,8 @@ def test_connection_error_marks_down_and_logs_once_without_secrets(
     with caplog.at_level(logging.DEBUG):
         result = scatter_gather_single_cell(admin_ctx, cell, connect)[cell.uuid]
         again = scatter_gather_single_cell(admin_ctx, cell, connect)[cell.uuid]
-    assert isinstance(result, sa.exc.OperationalError)
+    assert isinstance(result, CellUnavailable) and result.kwargs["uuid"] == cell.uuid
+    assert isinstance(result.__cause__, pymysql.err.OperationalError)  # the driver's own
     assert again is did_not_respond_sentinel  # marked down: not even tried
     state = health.cell_health()[cell.uuid]
     assert not state.up and state.last_error and "OperationalError" in state.last_error
@@ -252,7 +258,8 @@ def test_a_query_error_does_not_mark_the_cell_down_an_unreachable_cell_is(
         assert isinstance(results[cell.uuid], sa.exc.OperationalError)
         assert "no such column" in str(results[cell.uuid])
         assert not health.is_down(cell.uuid) and health.cell_health()[cell.uuid].up
-    assert isinstance(results[unreachable.uuid], sa.exc.OperationalError)
+    assert isinstance(results[unreachable.uuid], CellUnavailable)
+    assert isinstance(results[unreachable.uuid].__cause__, sqlite3.OperationalError)
     assert health.is_down(unreachable.uuid)
 
     again = scatter_gather_cells(admin_ctx, cells, 30.0, query)
@@ -264,8 +271,8 @@ def test_a_query_error_does_not_mark_the_cell_down_an_unreachable_cell_is(
 
 
 def test_pool_reuses_idle_threads_and_retires_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = scatter._Pool(idle_seconds=0.2)
-    monkeypatch.setattr(scatter, "_pool", pool)
+    pool = workers._Pool(idle_seconds=0.2)
+    monkeypatch.setattr(workers, "_pool", pool)
     done = threading.Semaphore(0)
     names: set[str] = set()
 
@@ -274,7 +281,7 @@ def test_pool_reuses_idle_threads_and_retires_them(monkeypatch: pytest.MonkeyPat
         done.release()
 
     for _ in range(5):  # one after the other: one thread does it all
-        scatter.submit(job)
+        workers.submit(job)
         assert done.acquire(timeout=5)
         deadline = time.monotonic() + 5
         while pool.stats()[1] != 1:  # wait until it is idle again
@@ -284,7 +291,7 @@ def test_pool_reuses_idle_threads_and_retires_them(monkeypatch: pytest.MonkeyPat
 
     release = threading.Event()
     for _ in range(3):  # concurrently blocked jobs: one thread each
-        scatter.submit(lambda: (release.wait(5), done.release()))
+        workers.submit(lambda: (release.wait(5), done.release()))
     assert pool.stats()[0] == 3
     release.set()
     for _ in range(3):
@@ -297,19 +304,19 @@ def test_pool_reuses_idle_threads_and_retires_them(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_failing_job_does_not_kill_its_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = scatter._Pool()
-    monkeypatch.setattr(scatter, "_pool", pool)
+    pool = workers._Pool()
+    monkeypatch.setattr(workers, "_pool", pool)
     ran = threading.Event()
 
     def boom() -> None:
         raise RuntimeError("job bug")
 
-    scatter.submit(boom)
+    workers.submit(boom)
     deadline = time.monotonic() + 5
     while pool.stats()[1] != 1:
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    scatter.submit(ran.set)
+    workers.submit(ran.set)
     assert ran.wait(5)
     assert pool.stats()[0] == 1
 

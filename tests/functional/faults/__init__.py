@@ -1,0 +1,1 @@
+"""Fault tests: a failing cell (database, broker) or API database hurts only itself."""
