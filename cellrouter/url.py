@@ -37,7 +37,7 @@ _URL_RE = re.compile(
 # everything up to the word's last "@". ":" followed by "//" is a scheme, and
 # words that are URLs (masked by structure before) are skipped whole.
 _USERINFO_RE = re.compile(
-    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://\S*)"
+    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*)"
     r"|(?<![^\s'\"`(<\[{,;=/|@])(?P<user>[^\s'\"`<>@:/]*):(?!//)(?P<password>\S+)@"
 )
 # A quoted host that carries the tail of a password holding an unencoded "@":

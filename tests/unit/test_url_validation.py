@@ -121,6 +121,10 @@ def test_check_url_accepts_well_formed_urls_and_templates(url: str, kind: str) -
         ("cannot reach admin:TopSecret1@mq now", f"cannot reach admin:{MASK}@mq now"),
         ("bad url 'admin:TopSecret1@mq'", f"bad url 'admin:{MASK}@mq'"),
         (
+            "url='mysql://h/db',cred='admin:TopSecret1@mq'",
+            f"url='mysql://h/db',cred='admin:{MASK}@mq'",
+        ),
+        (
             "from mysql://a:pw1@h1/db to rabbit//b:TopSecret1@h2/",
             f"from mysql://a:{MASK}@h1/db to rabbit//b:{MASK}@h2/",
         ),
@@ -154,9 +158,21 @@ def test_mask_url_keeps_masked_multi_host_urls_intact() -> None:
     assert mask_url(url) == f"rabbit://a:{MASK}@mq1:5672,b:{MASK}@mq2:5672/vhost"
 
 
-def test_mask_url_fast_path_returns_text_without_at_sign_unchanged() -> None:
-    text = "rabbit//mq:5672/ is " + "x" * 10_000
+class _Untouchable:
+    def sub(self, *args: object, **kwargs: object) -> str:
+        raise AssertionError("mask_url scanned a text without '@' for userinfo")
+
+
+def test_mask_url_fast_path_skips_userinfo_scans_without_at_sign(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cellrouter.url
+
+    for name in ("_URL_RE", "_USERINFO_RE", "_QUOTED_TAIL_RE"):
+        monkeypatch.setattr(cellrouter.url, name, _Untouchable())
+    text = "rabbit//mq:5672/ and 'mysql://h:1/db' " + "x" * 10_000
     assert mask_url(text) is text
+    assert mask_url("mysql://h/db?password=pw") == f"mysql://h/db?password={MASK}"
 
 
 # -- cell mappings -------------------------------------------------------------------
@@ -183,7 +199,7 @@ def test_validate_transport_url_checks_structure_and_driver() -> None:
 
 @pytest.mark.parametrize(
     ("transport_url", "reason"),
-    [("rabbit://u:TopSecret1@[::1/", "'['"), ("kafkax://h/", "unknown transport driver")],
+    [("rabbit://u:TopSecret1@[::1/", r"'\['"), ("kafkax://h/", "unknown transport driver")],
 )
 def test_create_cell_with_a_bad_transport_url_stores_nothing(
     api_db: str, admin_ctx: RequestContext, transport_url: str, reason: str
