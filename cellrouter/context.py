@@ -84,7 +84,7 @@ class RequestContext:
         if conn is None:
             return registry.local().engine
         if health.is_down(conn.cell_uuid):
-            raise conn.unavailable("database", "marked down after a recent failure")
+            raise conn.marked_down("database")
         return conn.engine
 
     @property

@@ -28,6 +28,7 @@ metrics. Error texts are masked (:func:`cellrouter.dberror.describe`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import logging
@@ -48,6 +49,7 @@ __all__ = [
     "cell_health",
     "down_cells",
     "is_down",
+    "last_failure",
     "queue_refuses",
     "record_failure",
     "record_queue_failure",
@@ -98,11 +100,13 @@ class _State:
         "consecutive_failures",
         "down_since",
         "last_error",
+        "last_exception",
         "last_failure_at",
         "last_latency",
         "last_success",
         "probing",
         "queue_last_error",
+        "queue_last_exception",
         "queue_last_failure_at",
         "stop",
     )
@@ -112,11 +116,13 @@ class _State:
         self.consecutive_failures = 0
         self.down_since: datetime.datetime | None = None
         self.last_error: str | None = None
+        self.last_exception: BaseException | None = None
         self.last_failure_at: datetime.datetime | None = None
         self.last_latency: float | None = None
         self.last_success: float | None = None  # time.time(): cheap on the hot path
         self.probing = False
         self.queue_last_error: str | None = None
+        self.queue_last_exception: BaseException | None = None
         self.queue_last_failure_at: datetime.datetime | None = None
         self.stop = threading.Event()  # set when the cell is forgotten: its probe ends
 
@@ -183,6 +189,7 @@ def record_failure(cell: CellMapping, error: BaseException | None) -> float | No
     state.cell = cell
     state.consecutive_failures += 1
     state.last_error = TIMEOUT if error is None else dberror.describe(error)
+    state.last_exception = _detached(error)
     state.last_failure_at = utcnow()
     if interval <= 0:
         return None
@@ -203,6 +210,27 @@ def record_failure(cell: CellMapping, error: BaseException | None) -> float | No
             daemon=True,
         ).start()
     return interval
+
+
+def _detached(error: BaseException | None) -> BaseException:
+    """What to keep of a failure as the cause of later fail-fast errors: the
+    driver's exception without its traceback (no frames kept alive)."""
+    if error is None:
+        return TimeoutError("no answer within the configured time")
+    inner = getattr(error, "orig", None) or error.__cause__ or error
+    try:
+        kept = copy.copy(inner)
+    except Exception:  # noqa: BLE001 - an exception that cannot be copied: describe it
+        kept = RuntimeError(dberror.describe(inner))
+    return kept.with_traceback(None)
+
+
+def last_failure(cell_uuid: str, queue: bool = False) -> BaseException | None:
+    """The driver exception that last failed the cell's database (or ``queue``)."""
+    state = _states.get(cell_uuid)
+    if state is None:
+        return None
+    return state.queue_last_exception if queue else state.last_exception
 
 
 def _mark_up(state: _State, latency: float | None) -> bool:
@@ -282,6 +310,7 @@ def record_queue_failure(cell: CellMapping, error: BaseException | None) -> None
     interval = get_conf().cells.cell_down_interval
     state = _state(cell)
     state.queue_last_error = TIMEOUT if error is None else dberror.describe(error)
+    state.queue_last_exception = _detached(error)
     state.queue_last_failure_at = utcnow()
     if interval > 0:
         with _lock:

@@ -82,6 +82,15 @@ class CellConnection:
             cell=self.identity, uuid=self.cell_uuid, what=what, reason=f"{what}: {reason}"
         )
 
+    def marked_down(self, what: str) -> exception.CellUnavailable:
+        """The error of a cell (``what``: "database" or "queue") known down: its
+        ``__cause__`` is the failure that marked it down."""
+        from cellrouter import health
+
+        error = self.unavailable(what, "marked down after a recent failure")
+        error.__cause__ = health.last_failure(self.cell_uuid, queue=what == "queue")
+        return error
+
     def _unavailable(self, error: BaseException, marks_down: bool) -> BaseException:
         """Engine hook: a connection error of this cell's database (see cellrouter.engine)."""
         from cellrouter import health  # late: health probes cells through this registry
@@ -95,7 +104,7 @@ class CellConnection:
         from cellrouter import health
 
         if self.cell is not None and health.refuses(self.cell_uuid):
-            return self.unavailable("database", "marked down after a recent failure")
+            return self.marked_down("database")
         return None
 
     @property
@@ -148,7 +157,7 @@ class CellConnection:
         from cellrouter import health
 
         if self.cell is not None and health.queue_refuses(self.cell_uuid):
-            return self.unavailable("queue", "marked down after a recent failure")
+            return self.marked_down("queue")
         return None
 
     def queue_failed(self, error: BaseException | None) -> BaseException:

@@ -114,10 +114,14 @@ def test_a_refused_cell_raises_cell_unavailable_then_fails_at_once(
     sa.event.listen(engine, "do_connect", lambda *a: connects.append(a))
     with target_cell(admin_ctx, cell) as cctx:
         start = time.monotonic()
-        with pytest.raises(exception.CellUnavailable, match="marked down"):
+        with pytest.raises(exception.CellUnavailable, match="marked down") as fast:
             get_instance(cctx, "00000000-0000-0000-0000-00000000000a")
         assert time.monotonic() - start < 0.5
     assert connects == []
+    # Its cause is the failure that marked the cell down, without that call's frames.
+    cause = fast.value.__cause__
+    assert type(cause) is type(error.__cause__) and cause.args == error.__cause__.args
+    assert cause.__traceback__ is None
 
 
 def test_the_down_gate_stops_new_connections_but_lets_the_probe_through(

@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 _BUFFER_LIMIT = 4 * 1024 * 1024  # held bytes per direction before the source is paused
 _CALL_TIMEOUT = 10.0  # seconds the test thread waits for the proxy's loop
+_MAX_ACCEPTS = 100_000  # connections one accept loop takes before it gives up
 
 
 class _Side(asyncio.Protocol):
@@ -267,7 +268,7 @@ class TcpProxy:
         await asyncio.sleep(0)  # the aborted transports report connection_lost
 
     async def _accept_loop(self) -> None:
-        while True:
+        for _ in range(_MAX_ACCEPTS):
             try:
                 sock, _ = await self._loop.sock_accept(self._sock)
             except OSError:

@@ -29,7 +29,9 @@ class EchoServer:
         self.acceptor.start()
 
     def _accept(self) -> None:
-        while not self.stop.is_set():
+        for _ in range(10_000):  # 0.2 s each at most: ends with the test
+            if self.stop.is_set():
+                return
             try:
                 conn, _ = self.sock.accept()
             except TimeoutError:
@@ -43,7 +45,9 @@ class EchoServer:
 
     def _echo(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
-        while not self.stop.is_set():
+        for _ in range(100_000):
+            if self.stop.is_set():
+                return
             try:
                 data = conn.recv(65536)
             except TimeoutError:

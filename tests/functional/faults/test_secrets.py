@@ -47,6 +47,11 @@ def test_no_secrets_in_errors_logs_or_health(
     assert "S3cr3t%21p%40ss" in bad.database_connection
     assert "pw%2Fwith%3Fodd%23chars" in dep.conf.api_database.connection
     assert "p%40ss" in bad.transport_url
+    # The scan does see them in clear text (the raw URLs, unmasked).
+    probe = harness.LeakScan()
+    for url in (bad.database_connection, dep.conf.api_database.connection, bad.transport_url):
+        probe.add_text(url)
+    assert len(probe.leaks()) >= 3
     outcomes: dict[str, Any] = {}
 
     def scenario(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
