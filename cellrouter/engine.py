@@ -13,6 +13,7 @@ connection at once while the owner knows the database is down.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import weakref
@@ -98,6 +99,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+@functools.lru_cache(maxsize=8)
+def _bounded_psycopg(bound: float) -> Any:
+    """A psycopg Connection class whose every wait on the server ends after ``bound`` s.
+
+    libpq has no read timeout: a server (or proxy) that accepted a query and
+    went silent keeps a psycopg call waiting forever, whatever
+    ``statement_timeout`` says. psycopg's own ``wait`` takes a timeout; this
+    class always passes one, and on expiry closes the connection (so the pool
+    discards it) and raises an OperationalError that says it timed out.
+    """
+    import psycopg
+
+    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval, bound if timeout is None else timeout)
+            except psycopg.OperationalError as exc:
+                if type(exc).__name__ != "_WaitTimeout":
+                    raise
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the server within {bound:g}s (timed out); connection closed"
+                ) from None
+
+    return BoundedConnection
+
+
 def _install_hooks(engine: Engine, unavailable: Unavailable | None, gate: Gate | None) -> None:
     if unavailable is not None:
 
@@ -169,6 +197,14 @@ def create_engine(
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     _install_hooks(engine, unavailable, gate)
+    query_timeout = float(get_conf().cells.db_query_timeout)
+    if bound_queries and query_timeout > 0 and parsed.get_driver_name() == "psycopg":
+        connection_class = _bounded_psycopg(query_timeout)
+
+        def bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return connection_class.connect(*cargs, **cparams)
+
+        event.listen(engine, "do_connect", bounded_connect)
     with _engines_lock:
         _engines.add(engine)
     return engine
