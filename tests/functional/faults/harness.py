@@ -1,9 +1,12 @@
 """What the fault tests share: bounds, secrets, the deployment, the load threads, metrics.
 
-The deployment: an API database and three cell databases on MariaDB (one
-database per cell, a few hundred instances each), reached with MariaDB users
-whose passwords need percent-encoding; one cell's database (and, when a test
-asks, the API database) through a :class:`~faults.proxy.TcpProxy`.
+The deployment: an API database on MariaDB and three cell databases (one
+database per cell, a few hundred instances each) on MariaDB or, for the tests
+parametrized by ``cell_backend``, on PostgreSQL; reached with users whose
+passwords need percent-encoding (PostgreSQL's trust authentication ignores the
+password, but its URLs carry one all the same, so the secret scan covers them);
+one cell's database (and, when a test asks, the API database) through a
+:class:`~faults.proxy.TcpProxy`.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 import cellrouter
-from cellrouter import cell_list, exception, health, registry
-from cellrouter.api_schema import cell_mappings, instance_mappings
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext
-from cellrouter.instance import get_instance
-from cellrouter.listing import ListResult
+from cellrouter import exception
+from cellrouter.across import health
+from cellrouter.across.listing import ListResult
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext
+from cellrouter.cells.instance import get_instance
+from cellrouter.db.api_schema import cell_mappings, instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.index import cell_list
 from faults.proxy import TcpProxy
 
 # -- the configured bounds ([cells] overrides) and what the tests derive from them --------
@@ -55,7 +61,9 @@ CELLS_OVERRIDES: dict[str, Any] = {
 #: slack for a loaded 2-core machine on top of every configured bound
 MARGIN = 2.0
 #: a show may wait for a pre-ping (one round trip), then a new connection
-#: (connect, then the server's greeting: one more round trip)
+#: (connect, then the server's greeting: one more round trip). On PostgreSQL
+#: libpq's connect_timeout (whole seconds, at least 2) covers connect and
+#: greeting together: a pre-ping plus a connection stays within this bound too.
 SHOW_BOUND = CONNECT_TIMEOUT + 2 * QUERY_TIMEOUT + MARGIN
 #: a list or scatter waits for the slowest cell at most scatter_timeout
 LIST_BOUND = SCATTER_TIMEOUT + MARGIN
@@ -74,10 +82,12 @@ EDGE = 0.05
 
 INSTANCES_PER_CELL = 300
 CELL_COUNT = 3
+#: the servers the cell databases can run on (the API database is always on MariaDB)
+CELL_BACKENDS = ("mariadb", "postgresql")
 
 # -- secrets: every URL of the suite carries one ---------------------------------------
 
-#: the cells' MariaDB user
+#: the cells' MariaDB user (and the password in the cells' PostgreSQL URLs)
 CELL_DB_PASSWORD = "S3cr3t!p@ss"
 #: the API database's MariaDB user
 API_DB_PASSWORD = "pw/with?odd#chars"
@@ -122,6 +132,17 @@ def mysql_user_url(
 def mysql_target() -> tuple[str, int]:
     host, _, port = servers.MYSQL_HOST.rpartition(":")
     return host, int(port)
+
+
+def pg_target() -> tuple[str, int]:
+    host, _, port = servers.PG_HOST.rpartition(":")
+    return host, int(port)
+
+
+def pg_user_url(database: str, user: str, password: str, port: int | None = None) -> str:
+    """A psycopg URL; the server trusts local connections, the password is there for the scan."""
+    host, default_port = pg_target()
+    return f"postgresql+psycopg://{user}:{enc(password)}@{host}:{port or default_port}/{database}"
 
 
 def rabbit_target() -> tuple[str, int]:
@@ -205,12 +226,20 @@ class World:
     rows: dict[str, list[str]]
     #: cell uuid -> the compute host of its instances
     hosts: dict[str, str]
+    #: the cell databases' server: "mariadb" or "postgresql"
+    backend: str = "mariadb"
 
     def api_url(self, port: int | None = None) -> str:
         return mysql_user_url(self.api_db, self.api_user, API_DB_PASSWORD, port=port)
 
     def cell_url(self, index: int, port: int | None = None) -> str:
+        if self.backend == "postgresql":
+            return pg_user_url(self.cell_dbs[index], self.cell_user, CELL_DB_PASSWORD, port=port)
         return mysql_user_url(self.cell_dbs[index], self.cell_user, CELL_DB_PASSWORD, port=port)
+
+    def cell_target(self) -> tuple[str, int]:
+        """The server of the cell databases (what the cell proxy forwards to)."""
+        return pg_target() if self.backend == "postgresql" else mysql_target()
 
     @property
     def all_rows(self) -> frozenset[str]:
@@ -292,7 +321,7 @@ class Deployment:
         self.proxies: list[TcpProxy] = []
         self._cleanups: list[Callable[[], None]] = []
         self.api_proxy: TcpProxy | None = None
-        self.cell_proxy = self.proxy(*mysql_target())
+        self.cell_proxy = self.proxy(*world.cell_target())
         conf.set_override("connection", world.api_url(), group="api_database")
         self.transport_urls = [
             rabbit_user_url(f"crf_none_{i}", "crf_mq", MQ_PASSWORD) for i in range(CELL_COUNT)

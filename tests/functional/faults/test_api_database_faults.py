@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import cellrouter
-from cellrouter import cell_list, exception
+from cellrouter import exception
+from cellrouter.index import cell_list
 from faults import harness
 from faults.harness import Deployment, Load
 

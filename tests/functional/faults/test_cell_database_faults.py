@@ -1,7 +1,8 @@
 """A failing cell database hurts only itself.
 
-Three MariaDB cells with a few hundred instances each; the third one's
-database is reached through a fault proxy. Eight threads show instances (in
+Three cells with a few hundred instances each, on MariaDB or on PostgreSQL
+(every test runs with both, see ``cell_backend``); the third one's database is
+reached through a fault proxy. Eight threads show instances (in
 the failing cell and in the healthy ones), list every cell and scatter over
 every cell while the proxy blackholes, refuses or stalls the cell's database,
 then forwards again. Every call is timed and checked against the configured
@@ -14,11 +15,17 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import cellrouter
 from faults import harness
 from faults.harness import Call, Deployment, Load
+
+pytestmark = pytest.mark.parametrize("cell_backend", harness.CELL_BACKENDS, indirect=True)
+
+#: a query the server answers after 0.6 s, per cell backend
+SLEEP_SQL = {"mariadb": "SELECT SLEEP(0.6)", "postgresql": "SELECT pg_sleep(0.6)"}
 
 
 def _shows(dep: Deployment, cell_uuid: str) -> Any:
@@ -232,7 +239,7 @@ def _slow_query(dep: Deployment, out: dict[str, Any]) -> None:
     try:
         with cellrouter.target_cell(dep.ctx, dep.bad) as cctx:
             with cctx.engine.connect() as conn:
-                conn.execute(sa.text("SELECT SLEEP(0.6)")).all()
+                conn.execute(sa.text(SLEEP_SQL[dep.world.backend])).all()
     except Exception as exc:  # noqa: BLE001 - checked by the test
         out["error"] = exc
         dep.scan.add(exc)

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import cellrouter
-from cellrouter import exception, health
+from cellrouter import exception
+from cellrouter.across import health
 from faults import harness
 from faults.harness import Deployment
 
