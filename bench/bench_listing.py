@@ -15,7 +15,7 @@ Measures, in this process and this run:
 * the first page over 1, 4, 16 and 64 cells of N instances each.
 
 Every deployment lives in a temporary directory: an SQLite API database and
-SQLite cell databases migrated with ``cellrouter.migration``.
+SQLite cell databases migrated with ``cellrouter.db.migration``.
 """
 
 from __future__ import annotations
@@ -41,14 +41,16 @@ import sqlalchemy as sa  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from cellrouter import conf as cr_conf  # noqa: E402
-from cellrouter import migration, registry  # noqa: E402
-from cellrouter.api_schema import instance_mappings  # noqa: E402
-from cellrouter.cell_mapping import CellMapping  # noqa: E402
-from cellrouter.cell_schema import instances  # noqa: E402
-from cellrouter.context import RequestContext, get_admin_context  # noqa: E402
-from cellrouter.instance import deleted_filter  # noqa: E402
-from cellrouter.listing import ListResult, list_instances  # noqa: E402
-from cellrouter.scatter import scatter_gather_all_cells  # noqa: E402
+from cellrouter.across.instance_list import list_instances  # noqa: E402
+from cellrouter.across.lister import ListResult  # noqa: E402
+from cellrouter.across.scatter import scatter_gather_all_cells  # noqa: E402
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context  # noqa: E402
+from cellrouter.cells.instance import deleted_filter  # noqa: E402
+from cellrouter.db import migration  # noqa: E402
+from cellrouter.db.api_schema import instance_mappings  # noqa: E402
+from cellrouter.db.cell_schema import instances  # noqa: E402
+from cellrouter.index.cell_mapping import CellMapping  # noqa: E402
 
 PAGE = 1000
 #: Simulated network round trip per query, to show cells are asked in parallel.

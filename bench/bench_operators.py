@@ -36,13 +36,14 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import cellrouter.conf
-from cellrouter import migration, registry
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import compute_nodes, instances
-from cellrouter.context import get_admin_context
-from cellrouter.discovery import discover_hosts
-from cellrouter.instance_mapper import map_instances
-from cellrouter.types import utcnow
+from cellrouter.cells import registry
+from cellrouter.cells.context import get_admin_context
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import compute_nodes, instances
+from cellrouter.db.types import utcnow
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.manage.discovery import discover_hosts
+from cellrouter.manage.instance_mapper import map_instances
 
 #: REFERENCE numbers (Nova, measured elsewhere on this machine; not by this script).
 NOVA_MAP_1000_S = 3.0
@@ -54,9 +55,9 @@ _CHILD = textwrap.dedent(
     import sys, time
     t0 = time.perf_counter()
     import cellrouter.conf
-    from cellrouter.context import get_admin_context
-    from cellrouter.discovery import discover_hosts
-    from cellrouter.instance_mapper import map_instances
+    from cellrouter.cells.context import get_admin_context
+    from cellrouter.manage.discovery import discover_hosts
+    from cellrouter.manage.instance_mapper import map_instances
     conf = cellrouter.conf.setup([], default_config_files=[])
     conf.set_override("connection", sys.argv[1], group="api_database")
     if sys.argv[2] == "map":

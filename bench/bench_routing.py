@@ -3,7 +3,7 @@
 Measures in one run, on >= 3 SQLite cells holding >= 10k mapped instances:
 
 (a) the *show path*: ``InstanceMapping.get_by_instance_uuid`` + ``target_cell`` +
-    ``cellrouter.instance.get_instance`` of one instance, against a bare
+    ``cellrouter.cells.instance.get_instance`` of one instance, against a bare
     primary-key select of the same row on the same cell engine (Core, same
     ``with engine.connect()`` pattern). Target: show path <= 2.5x bare select.
 (b) ``target_cell`` enter/exit on an already-connected cell. Target: <= 3 us.
@@ -40,15 +40,16 @@ from typing import Any
 import sqlalchemy as sa
 
 import cellrouter.conf
-from cellrouter import migration, registry
-from cellrouter.api_schema import cell_mappings, instance_mappings
-from cellrouter.cell_mapping import JOINED_COLUMNS, CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context, target_cell
-from cellrouter.database import api_engine
-from cellrouter.instance import get_instance
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.types import utcnow
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.db import migration
+from cellrouter.db.api_schema import cell_mappings, instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
+from cellrouter.index.cell_mapping import JOINED_COLUMNS, CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 SHOW_TARGET = 2.5  # show path / bare select
 TARGET_CELL_TARGET_US = 3.0

@@ -7,16 +7,9 @@ the modules they come from hold the rest of each concept.
 """
 
 from cellrouter import exception
-from cellrouter.build_request import BuildRequest
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.conf import CONF, setup
-from cellrouter.context import RequestContext, get_admin_context, set_target_cell, target_cell
-from cellrouter.health import cell_health
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.listing import list_instances
-from cellrouter.routing import Route, call_instance, cast_instance, route_instance
-from cellrouter.scatter import (
+from cellrouter.across.health import cell_health
+from cellrouter.across.instance_list import list_instances
+from cellrouter.across.scatter import (
     did_not_respond_sentinel,
     is_cell_failure,
     scatter_gather_all_cells,
@@ -24,6 +17,13 @@ from cellrouter.scatter import (
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
+from cellrouter.cells.context import RequestContext, get_admin_context, set_target_cell, target_cell
+from cellrouter.cells.routing import Route, call_instance, cast_instance, route_instance
+from cellrouter.conf import CONF, setup
+from cellrouter.index.build_request import BuildRequest
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 from cellrouter.url import mask_url
 
 __all__ = [

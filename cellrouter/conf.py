@@ -264,7 +264,7 @@ def setup(
             ),
         )
     _active = target
-    from cellrouter import registry  # late: registry reads the configuration
+    from cellrouter.cells import registry  # late: registry reads the configuration
 
     registry.reset()
     _check_urls(target)

@@ -1,5 +1,5 @@
-"""Alembic environment of the cell tier: all logic lives in cellrouter.migration."""
+"""Alembic environment of the cell tier: all logic lives in cellrouter.db.migration."""
 
-from cellrouter import migration
+from cellrouter.db import migration
 
 migration.run_env("cell")

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from cellrouter import api_schema, cell_schema
+from cellrouter.db import api_schema, cell_schema
 
 SCHEMA_METADATA: dict[str, sa.MetaData] = {
     "api": api_schema.metadata,

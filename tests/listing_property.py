@@ -13,17 +13,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cellrouter import exception, health, registry
-from cellrouter.api_schema import instance_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
+from cellrouter import exception
+from cellrouter.across import health
+from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
+from cellrouter.cells import registry
+from cellrouter.cells.context import get_admin_context
 from cellrouter.conf import get_conf
-from cellrouter.context import get_admin_context
-from cellrouter.database import api_engine
-from cellrouter.listing import (
-    UNKNOWN_STATUS,
-    list_instances,
-)
+from cellrouter.db.api_schema import instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.database import api_engine
+from cellrouter.index.cell_mapping import CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from cellrouter import api_schema, cell_schema, exception, migration
+from cellrouter import exception
+from cellrouter.db import api_schema, cell_schema, migration
 
 TIERS = ["api", "cell"]
 METADATA = {"api": api_schema.metadata, "cell": cell_schema.metadata}

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import exception, messaging, migration, routing
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter import exception
+from cellrouter.cells import messaging, routing
+from cellrouter.cells.context import RequestContext, get_admin_context
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import instances
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 
 class Recorder:

@@ -14,7 +14,7 @@ down_revision = 'api_0001'
 branch_labels = None
 depends_on = None
 
-# Frozen copy of cellrouter.types.DateTime as of this revision.
+# Frozen copy of cellrouter.db.types.DateTime as of this revision.
 DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 

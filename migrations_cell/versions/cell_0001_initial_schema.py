@@ -14,7 +14,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copies of cellrouter.types as of this revision.
+# Frozen copies of cellrouter.db.types as of this revision.
 DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 LONGTEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 

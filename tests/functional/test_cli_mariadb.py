@@ -18,8 +18,8 @@ import pytest
 import servers
 import sqlalchemy as sa
 
-from cellrouter import migration
-from cellrouter.cell_schema import compute_nodes, instances
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import compute_nodes, instances
 
 SCRIPT = Path(sys.executable).with_name("cellrouter-manage")
 SECRET = "CellS3cretPw"
@@ -146,8 +146,13 @@ def test_cell_v2_main_paths(
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     remote_uuid = created.stdout.strip()
-    duplicate = cli("create_cell", "--database_connection", remote_url, "--transport-url", "x://")
+    duplicate = cli(
+        "create_cell", "--database_connection", remote_url, "--transport-url", "fake://dup/"
+    )
     assert duplicate.returncode == 2
+    # a transport URL whose driver oslo.messaging does not know is refused first
+    unknown = cli("create_cell", "--database_connection", remote_url, "--transport-url", "x://")
+    assert unknown.returncode == 1 and "unknown transport driver" in unknown.stderr
 
     listed = cli("list_cells")
     # sorted by name; the cell simple_cell_setup made has none

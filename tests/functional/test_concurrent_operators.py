@@ -24,14 +24,15 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 import cellrouter.conf
-from cellrouter import migration, registry
-from cellrouter.api_schema import host_mappings, instance_mapping_markers, instance_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import compute_nodes, instances
-from cellrouter.context import get_admin_context
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.types import utcnow
+from cellrouter.cells import registry
+from cellrouter.cells.context import get_admin_context
+from cellrouter.db import migration
+from cellrouter.db.api_schema import host_mappings, instance_mapping_markers, instance_mappings
+from cellrouter.db.cell_schema import compute_nodes, instances
+from cellrouter.db.types import utcnow
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 HOSTS_PER_CELL = 1000
 EXTRA_NODES_PER_CELL = 200  # hosts with a second node
@@ -42,19 +43,19 @@ _CHILD = textwrap.dedent(
     """
     import json, logging, os, sys, time
     import cellrouter.conf
-    from cellrouter.context import get_admin_context
+    from cellrouter.cells.context import get_admin_context
 
     retries = []  # transactions the database aborted (deadlocks) and bulk retried
     handler = logging.Handler(logging.DEBUG)
     handler.emit = retries.append
-    logging.getLogger("cellrouter.bulk").addHandler(handler)
-    logging.getLogger("cellrouter.bulk").setLevel(logging.DEBUG)
+    logging.getLogger("cellrouter.db.bulk").addHandler(handler)
+    logging.getLogger("cellrouter.db.bulk").setLevel(logging.DEBUG)
 
     api_url, go, verb = sys.argv[1:4]
     conf = cellrouter.conf.setup([], default_config_files=[])
     conf.set_override("connection", api_url, group="api_database")
-    from cellrouter.discovery import discover_hosts
-    from cellrouter.instance_mapper import map_instances
+    from cellrouter.manage.discovery import discover_hosts
+    from cellrouter.manage.instance_mapper import map_instances
 
     while not os.path.exists(go):
         time.sleep(0.005)

@@ -20,16 +20,18 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 import cellrouter.conf
-from cellrouter import exception, migration, registry
-from cellrouter.build_request import BuildRequest
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context, set_target_cell, target_cell
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance import get_instance
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.routing import route_instance
-from cellrouter.types import utcnow
+from cellrouter import exception
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context, set_target_cell, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.cells.routing import route_instance
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.types import utcnow
+from cellrouter.index.build_request import BuildRequest
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 from cellrouter.url import format_url, url_parts
 
 pytestmark = pytest.mark.functional

@@ -3,7 +3,7 @@
 Everything lives in ``tmp_path``; no server is needed.
 
 * ``conf``: ``cellrouter.CONF`` freshly set up (no config files), reset after
-  the test together with every pooled engine (``cellrouter.registry.reset()``).
+  the test together with every pooled engine (``cellrouter.cells.registry.reset()``).
 * ``api_db``: the URL of a migrated SQLite API database, configured as
   ``[api_database]/connection``.
 * ``make_cells(n)``: n migrated SQLite cell databases, mapped; returns their
@@ -27,12 +27,13 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 import cellrouter.conf
-from cellrouter import migration, registry
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.types import utcnow
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.types import utcnow
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 from cellrouter.url import format_url, url_parts
 
 MakeCells = Callable[..., list[CellMapping]]

@@ -17,11 +17,14 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import database, exception, health, messaging, registry
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.engine import timeout_connect_args
-from cellrouter.instance import get_instance
+from cellrouter import exception
+from cellrouter.across import health
+from cellrouter.cells import messaging, registry
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.db import database
+from cellrouter.db.engine import timeout_connect_args
+from cellrouter.index.cell_mapping import CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 
@@ -278,4 +281,3 @@ def test_cell_clients_are_bounded_and_record_queue_health(
     assert conn.queue_refused() is not None
     conn.queue_succeeded()
     assert conn.queue_refused() is None and health.cell_health()[cell.uuid].queue_up
-

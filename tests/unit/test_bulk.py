@@ -1,17 +1,19 @@
-"""cellrouter.bulk: insert-ignore (both code paths), retries, cell errors."""
+"""cellrouter.db.bulk: insert-ignore (both code paths), retries, cell errors."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pymysql
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import bulk, exception
+from cellrouter import exception
+from cellrouter.db import bulk
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -96,6 +98,29 @@ def test_retry_on_deadlock_retries_then_gives_up() -> None:
     with pytest.raises(sa.exc.OperationalError):
         bulk.retry_on_deadlock(broken, base_delay=0)
     assert calls == ["y"]
+
+
+def test_retry_on_deadlock_runs_at_least_once() -> None:
+    calls: list[str] = []
+
+    def once() -> int:
+        calls.append("z")
+        return 7
+
+    assert bulk.retry_on_deadlock(once, attempts=1) == 7
+    assert bulk.retry_on_deadlock(once, attempts=0) == 7
+    assert calls == ["z", "z"]
+
+
+def test_insert_ignore_on_an_unsupported_backend_names_it() -> None:
+    oracle = SimpleNamespace(dialect=SimpleNamespace(name="oracle"))
+    with pytest.raises(exception.UnsupportedBackend) as err:
+        bulk.insert_ignore(oracle, things, [{"name": "x"}], things.c.name)  # type: ignore[arg-type]
+    assert isinstance(err.value, exception.ConfigurationError)
+    assert str(err.value) == (
+        "The oracle database backend is not supported for insert-ignore writes "
+        "(supported: sqlite, postgresql, mysql, mariadb)."
+    )
 
 
 def test_cell_unavailable_masks_secrets() -> None:

@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import command, migration
-from cellrouter.cell_mapping import CELL0_UUID, NO_TRANSPORT_URL, CellMapping
-from cellrouter.cell_schema import compute_nodes, instances, services
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import compute_nodes, instances, services
+from cellrouter.index.cell_mapping import CELL0_UUID, NO_TRANSPORT_URL, CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
+from cellrouter.manage import commands as command
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cellrouter import migration
+from cellrouter.db import migration
 
 SCRIPT = Path(sys.executable).with_name("cellrouter-manage")
 
@@ -134,8 +134,8 @@ def test_db_sync_all_cells_reports_each_cell_and_names_the_failing_one(
     config: Path, tmp_path: Path
 ) -> None:
     from cellrouter import conf as cr_conf
-    from cellrouter.cell_mapping import CellMapping
-    from cellrouter.context import get_admin_context
+    from cellrouter.cells.context import get_admin_context
+    from cellrouter.index.cell_mapping import CellMapping
 
     assert manage(config, "api_db", "sync").returncode == 0
     assert manage(config, "cell_v2", "map_cell0").returncode == 0

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import migration
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.cell_schema import compute_nodes
-from cellrouter.context import RequestContext
-from cellrouter.host_mapping import HostMapping
+from cellrouter.cells.context import RequestContext
+from cellrouter.db import migration
+from cellrouter.db.cell_schema import compute_nodes
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+from cellrouter.index.host_mapping import HostMapping
 
 SCRIPT = Path(sys.executable).with_name("cellrouter-manage")
 
@@ -316,8 +316,8 @@ def test_db_sync_all_cells_carries_on_past_bad_cells(
 
 
 def _unmap(cell: CellMapping) -> None:
-    from cellrouter.api_schema import cell_mappings
-    from cellrouter.database import api_engine
+    from cellrouter.db.api_schema import cell_mappings
+    from cellrouter.db.database import api_engine
 
     with api_engine().begin() as conn:
         conn.execute(sa.delete(cell_mappings).where(cell_mappings.c.uuid == cell.uuid))

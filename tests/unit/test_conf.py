@@ -9,9 +9,10 @@ import pytest
 from oslo_config import cfg
 
 import cellrouter
-from cellrouter import conf, exception, migration
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import get_admin_context
+from cellrouter import conf, exception
+from cellrouter.cells.context import get_admin_context
+from cellrouter.db import migration
+from cellrouter.index.cell_mapping import CellMapping
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import exception, registry
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.context import RequestContext, get_admin_context, set_target_cell, target_cell
-from cellrouter.instance import get_instance
+from cellrouter import exception
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context, set_target_cell, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]

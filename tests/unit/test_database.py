@@ -11,15 +11,17 @@ import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy import pool
 
-from cellrouter import database, exception, migration, registry
-from cellrouter.build_request import BuildRequest
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instance_extra
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.engine import create_engine
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.routing import route_instance
+from cellrouter import exception
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.cells.routing import route_instance
+from cellrouter.db import database, migration
+from cellrouter.db.cell_schema import instance_extra
+from cellrouter.db.engine import create_engine
+from cellrouter.index.build_request import BuildRequest
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 
@@ -252,7 +254,7 @@ def test_create_engine_invalid_url_is_masked(conf: cfg.ConfigOpts, url: str) -> 
 
 def test_engines_keep_bound_parameters_out_of_errors(tmp_path: Path) -> None:
     """A failed write of a cell URL must not print the URL (and its password)."""
-    from cellrouter.engine import create_engine
+    from cellrouter.db.engine import create_engine
 
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(sa.exc.OperationalError) as err:

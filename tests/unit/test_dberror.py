@@ -1,4 +1,4 @@
-"""cellrouter.dberror: connection errors (an allow-list), retryable errors, descriptions.
+"""cellrouter.db.dberror: connection errors (an allow-list), retryable errors, descriptions.
 
 Uses the drivers' real exception classes, and real failing connections where
 no server is needed (nothing listens on port 1; SQLite in a missing directory).
@@ -16,7 +16,8 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import dberror, exception
+from cellrouter import exception
+from cellrouter.db import dberror
 
 
 def operational(orig: BaseException) -> sa.exc.DBAPIError:

@@ -12,19 +12,22 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import discovery, events, exception, migration
-from cellrouter.api_schema import host_mappings
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.cell_schema import compute_nodes, services
-from cellrouter.context import RequestContext
-from cellrouter.discovery import (
+from cellrouter import exception
+from cellrouter.cells.context import RequestContext
+from cellrouter.db import migration
+from cellrouter.db.api_schema import host_mappings
+from cellrouter.db.cell_schema import compute_nodes, services
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.manage import discovery
+from cellrouter.manage.discovery import (
     DiscoveryResult,
     HostConflict,
     PeriodicDiscovery,
     discover_hosts,
     start_periodic_discovery,
 )
-from cellrouter.host_mapping import HostMapping
 
 
 def _execute(url: str, stmt: Any, rows: list[dict[str, Any]] | None = None) -> list[Any]:
@@ -219,7 +222,7 @@ def test_a_failing_cell_does_not_stop_the_others(
         transport_url="fake://broken/",
     )
     add_nodes(good, "h1")
-    with caplog.at_level(logging.ERROR, logger="cellrouter.discovery"):
+    with caplog.at_level(logging.ERROR, logger="cellrouter.manage.discovery"):
         result = discover_hosts(admin_ctx)
     assert result.new_hosts == [(good.uuid, "h1")]
     assert result.cells_scanned == 1
@@ -312,7 +315,7 @@ def test_periodic_discovery_maps_new_hosts_and_survives_errors(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(discovery, "discover_hosts", flaky)
-    with caplog.at_level(logging.ERROR, logger="cellrouter.discovery"):
+    with caplog.at_level(logging.ERROR, logger="cellrouter.manage.discovery"):
         handle = start_periodic_discovery(interval=0.02)
         try:
             assert _wait_for(lambda: handle.runs >= 2)

@@ -7,7 +7,10 @@ import threading
 
 import pytest
 
-from cellrouter import cell_list, database, engine, events, forksafe, messaging, registry
+from cellrouter import forksafe
+from cellrouter.cells import messaging, registry
+from cellrouter.db import database, engine
+from cellrouter.index import cell_list, events
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:Using fork\(\) is a bad idea:DeprecationWarning")
 

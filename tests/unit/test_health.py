@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import health
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext
+from cellrouter.across import health
+from cellrouter.cells.context import RequestContext
+from cellrouter.index.cell_mapping import CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 

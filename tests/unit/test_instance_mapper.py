@@ -17,14 +17,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import events, exception, migration
-from cellrouter.api_schema import instance_mapping_markers, instance_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext
-from cellrouter.instance_mapper import MapInstancesResult, get_marker, map_instances
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.types import utcnow
+from cellrouter import exception
+from cellrouter.cells.context import RequestContext
+from cellrouter.db import migration
+from cellrouter.db.api_schema import instance_mapping_markers, instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
+from cellrouter.manage.instance_mapper import MapInstancesResult, get_marker, map_instances
 
 
 def seed_instances(cell: CellMapping, count: int, **values: Any) -> list[str]:
@@ -262,8 +264,8 @@ def test_marker_never_moves_back(make_cells, admin_ctx: RequestContext) -> None:
     result = map_instances(admin_ctx, cell.uuid, reset=True, max_count=3)
     assert result.marker == 3 and get_marker(admin_ctx, cell.uuid) == 3  # reset: explicit
     map_instances(admin_ctx, cell.uuid)
-    from cellrouter.database import api_engine
-    from cellrouter.instance_mapper import _advance_marker
+    from cellrouter.db.database import api_engine
+    from cellrouter.manage.instance_mapper import _advance_marker
 
     with api_engine().begin() as conn:
         assert _advance_marker(conn, cell.id, 4) == 10
@@ -305,8 +307,8 @@ _CHILD = textwrap.dedent(
     """
     import sys
     import cellrouter.conf
-    from cellrouter.context import get_admin_context
-    from cellrouter.instance_mapper import map_instances
+    from cellrouter.cells.context import get_admin_context
+    from cellrouter.manage.instance_mapper import map_instances
 
     conf = cellrouter.conf.setup([], default_config_files=[])
     conf.set_override("connection", sys.argv[1], group="api_database")

@@ -30,22 +30,20 @@ from oslo_config import cfg
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.mysql import mariadb
 
-from cellrouter import cell_list, exception, health, registry
-from cellrouter.api_schema import instance_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances, services
+from cellrouter import exception
+from cellrouter.across import health
+from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
+from cellrouter.across.lister import CrossCellLister, ListResult, PageRequest, _CellQuery
+from cellrouter.across.sorting import after_marker, build_sort_spec, order_by, values_getter
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext
 from cellrouter.conf import get_conf
-from cellrouter.context import RequestContext
-from cellrouter.database import api_engine
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.listing import (
-    UNKNOWN_STATUS,
-    CrossCellLister,
-    ListResult,
-    _CellQuery,
-    list_instances,
-)
-from cellrouter.sorting import after_marker, build_sort_spec, order_by, values_getter
+from cellrouter.db.api_schema import instance_mappings
+from cellrouter.db.cell_schema import instances, services
+from cellrouter.db.database import api_engine
+from cellrouter.index import cell_list
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]
@@ -676,8 +674,8 @@ def test_generic_lister_on_another_cell_table(
             conn.execute(sa.insert(services).values(row))
         made.append(row)
     lister = CrossCellLister(services)
-    first = lister.list(admin_ctx, sort_keys=["host", "created_at"], sort_dirs=["asc"], limit=4)
-    rest = lister.list(
+    first = lister.page(admin_ctx, sort_keys=["host", "created_at"], sort_dirs=["asc"], limit=4)
+    rest = lister.page(
         admin_ctx,
         sort_keys=["host", "created_at"],
         sort_dirs=["asc"],
@@ -688,4 +686,59 @@ def test_generic_lister_on_another_cell_table(
     assert _uuids(first) + _uuids(rest) == [row["uuid"] for row in expected]
     assert rest.next_marker is None
     with pytest.raises(exception.InvalidMarker):
-        lister.list(admin_ctx, marker="nope")
+        lister.page(admin_ctx, marker="nope")
+
+
+class _StandInLister(CrossCellLister):
+    """A generic lister whose down-cell hook serves fixed records (``host, uuid`` order)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(services)
+        self.records = records
+        self.requests: list[PageRequest] = []
+
+    def down_cell_records(self, ctx: RequestContext, request: PageRequest) -> list[dict[str, Any]]:
+        self.requests.append(request)
+        assert request.spec.keys == ("host", "uuid") and request.spec.dirs == ("asc", "asc")
+        rows = sorted(self.records, key=lambda row: (row["host"], row["uuid"]))
+        if request.after is not None:
+            rows = [row for row in rows if (row["host"], row["uuid"]) > request.after]
+        return rows[: request.limit]
+
+
+def test_generic_lister_hooks_get_one_page_request(
+    three_cells: list[CellMapping], unreachable_cell: CellMapping, admin_ctx: RequestContext
+) -> None:
+    """Marker resolution and down-cell records see the page as a PageRequest, narrowed."""
+    made = []
+    for index in range(4):
+        row = {"uuid": f"real-{index}", "host": f"host-{index}", "created_at": _at(index)}
+        with registry.get(three_cells[index % 3]).engine.begin() as conn:
+            conn.execute(sa.insert(services).values(row))
+        made.append(row)
+    records = [{"uuid": f"stand-in-{i}", "host": f"host-{i}b", "created_at": None} for i in (0, 2)]
+    lister = _StandInLister(records)
+    cells = [*three_cells, unreachable_cell]
+    kwargs: dict[str, Any] = {
+        "sort_keys": ["host"],
+        "sort_dirs": ["asc"],
+        "limit": 3,
+        "cells": cells,
+        "filters": {"topic": None},
+        "down_cell_records": True,
+        "timeout": 5.0,
+    }
+    first = lister.page(admin_ctx, **kwargs)
+    assert _uuids(first) == ["real-0", "stand-in-0", "real-1"]
+    assert first.down_cells == (unreachable_cell.uuid,) and first.next_marker == "real-1"
+    (request,) = lister.requests
+    assert request.cells == (unreachable_cell,) and request.after is None
+    assert (request.limit, request.timeout, request.down_cell_records) == (3, 5.0, True)
+    assert request.spec.keys == ("host", "uuid") and request.filters == {"topic": None}
+
+    rest = lister.page(admin_ctx, marker=first.next_marker, **kwargs)
+    assert _uuids(rest) == ["real-2", "stand-in-2", "real-3"]
+    assert lister.requests[-1].after == ("host-1", "real-1")  # the marker row's sort values
+    assert lister.requests[-1].cells == (unreachable_cell,)
+    everything = expected_order([*made, *records], ["host", "uuid"], ["asc", "asc"])
+    assert _uuids(first) + _uuids(rest) == [row["uuid"] for row in everything][:6]

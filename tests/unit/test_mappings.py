@@ -10,13 +10,14 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import events, exception
-from cellrouter.api_schema import cell_mappings
-from cellrouter.build_request import BuildRequest
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.context import RequestContext
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter import exception
+from cellrouter.cells.context import RequestContext
+from cellrouter.db.api_schema import cell_mappings
+from cellrouter.index import events
+from cellrouter.index.build_request import BuildRequest
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 
@@ -680,8 +681,8 @@ def test_update_checks_only_the_urls_it_changes(
 
 
 def test_unknown_instance_columns(make_cells: MakeCells, admin_ctx: RequestContext) -> None:
-    from cellrouter.context import target_cell
-    from cellrouter.instance import get_instance
+    from cellrouter.cells.context import target_cell
+    from cellrouter.cells.instance import get_instance
 
     (cell,) = make_cells(1)
     with target_cell(admin_ctx, cell) as cctx:

@@ -1,4 +1,4 @@
-"""cellrouter.messaging on oslo.messaging's in-memory ``fake://`` driver.
+"""cellrouter.cells.messaging on oslo.messaging's in-memory ``fake://`` driver.
 
 Two fake cells (``fake://cell1/`` and ``fake://cell2/``) each run an RPC server
 for compute host ``host1``; the fake driver ignores virtual hosts and shares
@@ -18,7 +18,8 @@ from oslo_config import cfg
 from rpc_services import Deployment, Recorder, RoutedRPCBehaviour, Services
 
 import cellrouter.conf
-from cellrouter import exception, messaging, routing
+from cellrouter import exception
+from cellrouter.cells import messaging, routing
 
 CELL1_URL = "fake://cell1/"
 CELL2_URL = "fake://cell2/"
@@ -119,7 +120,7 @@ def test_cleanup_never_raises_and_masks(caplog: pytest.LogCaptureFixture) -> Non
         raise RuntimeError("lost rabbit://admin:s3cret@mq9/")
 
     transport.cleanup = boom  # type: ignore[method-assign]
-    with caplog.at_level(logging.DEBUG, logger="cellrouter.messaging"):
+    with caplog.at_level(logging.DEBUG, logger="cellrouter.cells.messaging"):
         messaging.cleanup_transport(transport)
     assert "s3cret" not in caplog.text
     assert "fake://admin:****@cell9/" in caplog.text
@@ -192,10 +193,12 @@ def test_client_target_and_options(cells: Services) -> None:
     assert (client.target.topic, client.target.server) == ("compute", "host1")
     assert (client.target.version, client.target.namespace) == ("5.1", "ns")
     assert client.timeout == 7
-    with pytest.raises(TypeError, match="exchange"):
+    with pytest.raises(exception.InvalidValue, match="exchange"):
         messaging.get_rpc_client(transport, CELL1_URL, "compute", exchange="other")
-    with pytest.raises(ValueError, match="no message queue"):
+    with pytest.raises(exception.CellHasNoQueue, match="at none:/// has no message queue"):
         messaging.get_rpc_client(None, "none:///", "compute")  # type: ignore[arg-type]
+    with pytest.raises(exception.CellHasNoQueue, match="no message queue"):
+        messaging.get_rpc_server(None, "none:///", "compute", "host1", [])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("executor", ["threading", None])

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
+from alembic.config import Config
 from migration_behaviour import METADATA, TIERS, MigrationBehaviour, script, tables
 
-from cellrouter import exception, migration
+from cellrouter import exception
+from cellrouter.db import migration
 
 
 class TestMigrationsOnSQLite(MigrationBehaviour):
@@ -75,6 +78,19 @@ def test_unknown_tier_is_rejected(tmp_path: Path) -> None:
     ):
         with pytest.raises(exception.InvalidValue, match="schema tier: 'compute'"):
             call()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_bare_alembic_command_is_refused(tier: str) -> None:
+    # What `alembic upgrade head` does with cellrouter's tree: no connection handed over.
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(importlib.resources.files(f"cellrouter.migrations_{tier}"))
+    )
+    with pytest.raises(
+        exception.ConfigurationError, match=f"the {tier} schema migrations run through"
+    ):
+        alembic_command.upgrade(cfg, "head")
 
 
 @pytest.mark.parametrize("tier", TIERS)

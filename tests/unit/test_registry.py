@@ -16,12 +16,14 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import database, exception, migration, registry
-from cellrouter.api_schema import cell_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.engine import create_engine as real_create_engine
-from cellrouter.instance import get_instance
+from cellrouter import exception
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.db import database, migration
+from cellrouter.db.api_schema import cell_mappings
+from cellrouter.db.engine import create_engine as real_create_engine
+from cellrouter.index.cell_mapping import CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]
@@ -255,7 +257,7 @@ def test_release_retain_only_and_reset(
 def test_release_cleans_up_a_built_transport(
     make_cells: MakeCells, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cellrouter import messaging
+    from cellrouter.cells import messaging
 
     (cell,) = make_cells(1)
     conn = registry.get(cell)
@@ -394,8 +396,9 @@ def test_a_released_connection_never_rebuilds_its_transport(
     (cell,) = make_cells(1)
     with target_cell(admin_ctx, cell) as cctx:
         cell.destroy(admin_ctx)  # releases the connection this context holds
-        with pytest.raises(exception.CellRouterError, match="were released"):
+        with pytest.raises(exception.ConnectionsReleased, match="were released") as err:
             cctx.transport  # noqa: B018
+    assert err.value.kwargs["uuid"] == cell.uuid
 
 
 def test_a_stale_mapping_does_not_tear_down_the_new_connections(

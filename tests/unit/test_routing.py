@@ -9,11 +9,11 @@ import pytest
 from oslo_config import cfg
 
 from cellrouter import exception
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext, get_admin_context
-from cellrouter.instance import get_instance
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.routing import Route, route_instance
+from cellrouter.cells.context import RequestContext, get_admin_context
+from cellrouter.cells.instance import get_instance
+from cellrouter.cells.routing import Route, call_instance, cast_instance, route_instance
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]
@@ -51,6 +51,36 @@ def test_instance_not_on_a_host(
     route = route_instance(admin_ctx, make_instance(cell, host=None))
     assert route.host is None
     assert route.cell_uuid == cell.uuid
+
+
+def test_rpc_to_an_instance_not_on_a_host_is_a_conflict(
+    make_cells: MakeCells, make_instance: MakeInstance, admin_ctx: RequestContext
+) -> None:
+    (cell,) = make_cells(1)
+    unplaced = make_instance(cell, host=None)
+    for send in (
+        lambda: cast_instance(admin_ctx, unplaced, "reboot"),
+        lambda: call_instance(admin_ctx, unplaced, "reboot", timeout=1),
+    ):
+        with pytest.raises(exception.InstanceNotOnHost) as err:
+            send()
+        assert isinstance(err.value, exception.Conflict)
+        assert f"Instance {unplaced} is not on a compute host in cell {cell.identity}" in str(
+            err.value
+        )
+
+
+def test_rpc_to_a_cell_without_queue_is_a_conflict(
+    make_cells: MakeCells, make_instance: MakeInstance, admin_ctx: RequestContext
+) -> None:
+    (cell,) = make_cells(1)
+    cell = cell.update(admin_ctx, transport_url="none:///")
+    placed = make_instance(cell, host="compute-1")
+    with pytest.raises(exception.CellHasNoQueue) as err:
+        cast_instance(admin_ctx, placed, "reboot")
+    assert isinstance(err.value, exception.Conflict)
+    assert f"Cell {cell.identity} has no message queue" in str(err.value)
+    assert err.value.kwargs["uuid"] == cell.uuid
 
 
 def test_unknown_instance(make_cells: MakeCells, admin_ctx: RequestContext) -> None:

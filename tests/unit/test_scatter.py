@@ -15,11 +15,9 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import cell_list, health, registry, workers
-from cellrouter.cell_mapping import CELL0_UUID, CellMapping
-from cellrouter.context import RequestContext
-from cellrouter.exception import CellUnavailable
-from cellrouter.scatter import (
+from cellrouter import workers
+from cellrouter.across import health
+from cellrouter.across.scatter import (
     did_not_respond_sentinel,
     is_cell_failure,
     scatter_gather_all_cells,
@@ -27,6 +25,11 @@ from cellrouter.scatter import (
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext
+from cellrouter.exception import CellUnavailable
+from cellrouter.index import cell_list
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 

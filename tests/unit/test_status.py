@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from cellrouter import status
-from cellrouter.cell_mapping import CellMapping
+from cellrouter.across import probes as status
+from cellrouter.index.cell_mapping import CellMapping
 
 
 def test_a_crashing_probe_reports_its_error_not_a_timeout(

@@ -6,10 +6,10 @@ import pytest
 from oslo_config import cfg
 
 from cellrouter import exception
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 from cellrouter.url import MASK, format_url, mask_url, url_parts
 
 MULTI = "rabbit://alice:pw-one@mq1.example:5671,bob:pw-two@mq2.example:5672/vhost?ssl=1"

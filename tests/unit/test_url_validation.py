@@ -11,9 +11,9 @@ from oslo_config import cfg
 
 import cellrouter.conf
 from cellrouter import exception
-from cellrouter.api_schema import cell_mappings
-from cellrouter.cell_mapping import CellMapping, validate_transport_url
-from cellrouter.context import RequestContext
+from cellrouter.cells.context import RequestContext
+from cellrouter.db.api_schema import cell_mappings
+from cellrouter.index.cell_mapping import CellMapping, validate_transport_url
 from cellrouter.url import MASK, check_url, mask_url
 
 # -- check_url: rejected -------------------------------------------------------------

@@ -30,7 +30,7 @@ from oslo_config import cfg
 import cellrouter
 from cellrouter import exception
 from cellrouter.across import health
-from cellrouter.across.listing import ListResult
+from cellrouter.across.lister import ListResult
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import get_instance

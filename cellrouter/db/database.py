@@ -16,9 +16,10 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import dberror, exception, forksafe
+from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
-from cellrouter.engine import create_engine
+from cellrouter.db import dberror
+from cellrouter.db.engine import create_engine
 from cellrouter.url import mask_url
 
 __all__ = ["api_engine", "local_engine", "reset", "unavailable_hook"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from cellrouter.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
+from cellrouter.db.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
 
 __all__ = ["metadata"]
 
@@ -310,4 +310,14 @@ instance_mapping_markers = sa.Table(
     ),
     sa.Column("last_instance_id", sa.Integer, nullable=False),
     *_timestamps(),
+)
+
+#: The cell list's version: one row (``id`` 1) whose ``generation`` the mapping
+#: store bumps in the same transaction as every cell create, update and delete,
+#: so any process can tell in one cheap read whether its cached list is stale.
+cell_generation = sa.Table(
+    "cell_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
 )

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from cellrouter import exception
-from cellrouter.cell_schema import instances
+from cellrouter.db.cell_schema import instances
 
 if TYPE_CHECKING:
-    from cellrouter.context import RequestContext
+    from cellrouter.cells.context import RequestContext
 
 __all__ = ["deleted_filter", "get_instance"]
 

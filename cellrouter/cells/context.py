@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import exception, health, registry
-from cellrouter.cell_mapping import CellMapping
+from cellrouter import exception
+from cellrouter.across import health
+from cellrouter.cells import registry
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = ["RequestContext", "get_admin_context", "set_target_cell", "target_cell"]
 
@@ -78,7 +80,7 @@ class RequestContext:
         """The targeted cell's pooled engine (untargeted: ``[database]/connection``).
 
         Raises :class:`~cellrouter.exception.CellUnavailable` at once, without
-        touching the network, while the cell is known down (:mod:`cellrouter.health`).
+        touching the network, while the cell is known down (:mod:`cellrouter.across.health`).
         """
         conn = self._conn
         if conn is None:

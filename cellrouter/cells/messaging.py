@@ -227,7 +227,7 @@ def create_transport(
 
 def _require_transport(transport: oslo_messaging.Transport | None, url: str) -> None:
     if transport is None:
-        raise ValueError(f"cell at {mask_url(url)} has no message queue (none:///)")
+        raise exception.CellHasNoQueue(cell=f"at {mask_url(url)}")
 
 
 def get_rpc_client(
@@ -243,11 +243,14 @@ def get_rpc_client(
     exchange. Keywords ``namespace``, ``version``, ``fanout`` and
     ``legacy_namespaces`` go to the target; the others (``timeout``,
     ``version_cap``, ``serializer``, ``retry``, ``call_monitor_timeout``,
-    ``transport_options``) to the client. ``exchange`` is refused.
+    ``transport_options``) to the client. ``exchange`` is refused (InvalidValue),
+    and a cell without a queue (``transport`` None) raises CellHasNoQueue.
     """
     _require_transport(transport, url)
     if "exchange" in kw:
-        raise TypeError("get_rpc_client() derives the exchange from the URL; do not pass one")
+        raise exception.InvalidValue(
+            what="keyword 'exchange'", reason="the exchange is derived from the URL alone"
+        )
     target_kw = {key: kw.pop(key) for key in list(kw) if key in _TARGET_KEYS}
     target = oslo_messaging.Target(
         exchange=exchange_for(url), topic=topic, server=server, **target_kw
@@ -374,7 +377,8 @@ def get_rpc_server(
 
     It also consumes ``topic`` casts addressed to no particular server. The
     caller starts it, and at shutdown calls ``stop()`` then ``wait()``.
-    ``executor`` None lets oslo.messaging choose.
+    ``executor`` None lets oslo.messaging choose. A cell without a queue
+    (``transport`` None) raises CellHasNoQueue.
     """
     _require_transport(transport, url)
     target = oslo_messaging.Target(exchange=exchange_for(url), topic=topic, server=server)

@@ -19,8 +19,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from cellrouter import api_schema, cell_schema, exception
-from cellrouter.engine import Unavailable, create_engine
+from cellrouter import exception
+from cellrouter.db import api_schema, cell_schema
+from cellrouter.db.engine import Unavailable, create_engine
 
 __all__ = ["Tier", "downgrade", "run_env", "sync", "version"]
 
@@ -48,12 +49,19 @@ def _alembic_config(tier: str, connection: sa.Connection | None = None) -> Confi
 
 
 def run_env(tier: str) -> None:
-    """Body of both trees' ``env.py``: migrate the connection we were handed."""
+    """Body of both trees' ``env.py``: migrate the connection we were handed.
+
+    A bare ``alembic`` command hands none: ConfigurationError, since only
+    :func:`sync` knows the version table and transaction rules of a tier.
+    """
     from alembic import context
 
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("cellrouter migrations run through cellrouter.migration only")
+        raise exception.ConfigurationError(
+            reason=f"the {tier} schema migrations run through cellrouter.db.migration.sync() "
+            "only: alembic was handed no database connection"
+        )
     context.configure(
         connection=connection,
         target_metadata=_METADATA[tier],
@@ -78,7 +86,7 @@ def _current(tier: str, connection: sa.Connection) -> str | None:
 def version(tier: Tier, url: str, unavailable: Unavailable | None = None) -> str | None:
     """The revision ``url``'s ``tier`` schema is at (None: not initialised).
 
-    ``unavailable``: see :func:`cellrouter.engine.create_engine`.
+    ``unavailable``: see :func:`cellrouter.db.engine.create_engine`.
     """
     _check_tier(tier)
     engine = create_engine(url, pooled=False, unavailable=unavailable)
@@ -103,7 +111,7 @@ def sync(
     """Bring ``url``'s ``tier`` schema to ``revision`` (default: head).
 
     A revision older than the current one downgrades. Returns (before, after).
-    ``unavailable``: see :func:`cellrouter.engine.create_engine`.
+    ``unavailable``: see :func:`cellrouter.db.engine.create_engine`.
     """
     _check_tier(tier)
     target = revision or "head"

@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy import event, pool
 from sqlalchemy.engine import Engine
 
-from cellrouter import dberror, exception, forksafe
+from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
+from cellrouter.db import dberror
 from cellrouter.url import check_url, mask_url
 
 __all__ = ["Gate", "Unavailable", "create_engine", "parse_db_url", "timeout_connect_args"]

@@ -2,7 +2,7 @@
 
 Every all-cells scatter needs it; reading ``cell_mappings`` each time would
 cost an API database round trip per request. A cell write in this process
-(see :mod:`cellrouter.events`) drops the cache at once; writes by other
+(see :mod:`cellrouter.index.events`) drops the cache at once; writes by other
 processes are seen within :data:`TTL` seconds. Each refresh also releases the
 pooled connections of cells that are no longer mapped.
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from cellrouter import events, forksafe, registry
-from cellrouter.cell_mapping import CellMapping
+from cellrouter import forksafe
+from cellrouter.cells import registry
 from cellrouter.conf import get_conf
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = ["TTL", "get_all", "invalidate"]
 

@@ -30,13 +30,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import bulk, events, exception
-from cellrouter.api_schema import instance_mapping_markers, instance_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import instances
-from cellrouter.context import RequestContext, get_admin_context, target_cell
-from cellrouter.database import api_engine
-from cellrouter.types import utcnow
+from cellrouter import exception
+from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
+from cellrouter.db import bulk
+from cellrouter.db.api_schema import instance_mapping_markers, instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from cellrouter.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
+from cellrouter.db.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
 
 __all__ = ["metadata"]
 

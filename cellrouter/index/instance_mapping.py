@@ -16,12 +16,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import events, exception
-from cellrouter.api_schema import cell_mappings, instance_mappings
-from cellrouter.bulk import chunks
-from cellrouter.cell_mapping import JOINED_COLUMNS, CellMapping
-from cellrouter.database import api_engine
-from cellrouter.types import utcnow
+from cellrouter import exception
+from cellrouter.db.api_schema import cell_mappings, instance_mappings
+from cellrouter.db.bulk import chunks
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import JOINED_COLUMNS, CellMapping
 
 __all__ = ["InstanceMapping"]
 

@@ -4,7 +4,7 @@ Each cell is probed in its own thread, so one slow or dead cell costs its own
 timeout, not the sum of all of them. A database probe opens a fresh connection
 and runs ``SELECT 1``; a queue probe really connects to RabbitMQ (kombu, one
 attempt per broker host). Nothing here prints, and every error text kept in a
-result has gone through :func:`~cellrouter.dberror.describe` (masked).
+result has gone through :func:`~cellrouter.db.dberror.describe` (masked).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 
-from cellrouter import dberror
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.engine import create_engine, parse_db_url
+from cellrouter.db import dberror
+from cellrouter.db.engine import create_engine, parse_db_url
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = ["CellProbe", "Probe", "probe_cells", "probe_database", "probe_queue"]
 

@@ -11,10 +11,10 @@ import dataclasses
 from typing import Any
 
 from cellrouter import exception
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.context import RequestContext, target_cell
-from cellrouter.instance import get_instance
-from cellrouter.instance_mapping import InstanceMapping
+from cellrouter.cells.context import RequestContext, target_cell
+from cellrouter.cells.instance import get_instance
+from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.instance_mapping import InstanceMapping
 
 __all__ = [
     "COMPUTE_TOPIC",
@@ -61,19 +61,23 @@ def route_instance(ctx: RequestContext, instance_uuid: str) -> Route:
     return Route(cell_mapping=cell, host=row["host"])
 
 
-def _client(ctx: RequestContext, route: Route, **kw: Any) -> Any:
+def _client(ctx: RequestContext, route: Route, instance_uuid: str, **kw: Any) -> Any:
     if route.host is None:
-        raise exception.CellRouterError(
-            f"instance is not on a compute host in cell {route.cell_mapping.identity}"
-        )
+        raise exception.InstanceNotOnHost(uuid=instance_uuid, cell=route.cell_mapping.identity)
     with target_cell(ctx, route.cell_mapping) as cctx:
         return cctx.rpc_client(COMPUTE_TOPIC, server=route.host, **kw)
 
 
 def cast_instance(ctx: RequestContext, instance_uuid: str, method: str, **kwargs: Any) -> Route:
-    """Cast ``method(**kwargs)`` to the compute host of the instance; returns the route."""
+    """Cast ``method(**kwargs)`` to the compute host of the instance; returns the route.
+
+    Raises what :func:`route_instance` raises, InstanceNotOnHost when the
+    instance has no compute host and CellHasNoQueue when its cell has no queue.
+    """
     route = route_instance(ctx, instance_uuid)
-    _client(ctx, route).cast(ctx.to_dict(), method, instance_uuid=instance_uuid, **kwargs)
+    _client(ctx, route, instance_uuid).cast(
+        ctx.to_dict(), method, instance_uuid=instance_uuid, **kwargs
+    )
     return route
 
 
@@ -86,8 +90,10 @@ def call_instance(
 ) -> Any:
     """Call ``method(**kwargs)`` on the instance's compute host and return its result.
 
-    Raises oslo.messaging's MessagingTimeout when no answer comes in ``timeout``.
+    Raises what :func:`cast_instance` raises, and oslo.messaging's
+    MessagingTimeout when no answer comes in ``timeout``.
     """
     route = route_instance(ctx, instance_uuid)
-    client = _client(ctx, route, timeout=timeout) if timeout is not None else _client(ctx, route)
+    kw = {} if timeout is None else {"timeout": timeout}
+    client = _client(ctx, route, instance_uuid, **kw)
     return client.call(ctx.to_dict(), method, instance_uuid=instance_uuid, **kwargs)

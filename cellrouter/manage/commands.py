@@ -1,7 +1,7 @@
 """Operator verbs, one plain function each: the Python API behind ``cellrouter-manage``.
 
 Each function does the work and returns data or raises a
-:mod:`cellrouter.exception` error; :mod:`cellrouter.cli` only parses
+:mod:`cellrouter.exception` error; :mod:`cellrouter.manage.cli` only parses
 arguments, maps those errors to exit codes and prints. An embedding service
 calls the same functions.
 """
@@ -18,21 +18,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cellrouter import bulk, discovery, events, instance_mapper
-from cellrouter.api_schema import cell_mappings, host_mappings, instance_mappings
-from cellrouter.cell_mapping import (
-    CELL0_UUID,
-    NO_TRANSPORT_URL,
-    CellMapping,
-    format_cell_url,
-    validate_transport_url,
-)
-from cellrouter.cell_schema import compute_nodes, instances
+from cellrouter.across.probes import CellProbe, probe_cells
+from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
+from cellrouter.cells.instance import get_instance
 from cellrouter.conf import get_conf
-from cellrouter.context import RequestContext, get_admin_context, target_cell
-from cellrouter.database import api_engine, unavailable_hook
-from cellrouter.discovery import DiscoveryResult
-from cellrouter.engine import parse_db_url
+from cellrouter.db import bulk
+from cellrouter.db.api_schema import cell_mappings, host_mappings, instance_mappings
+from cellrouter.db.cell_schema import compute_nodes, instances
+from cellrouter.db.database import api_engine, unavailable_hook
+from cellrouter.db.engine import parse_db_url
 from cellrouter.exception import (
     CellHasHosts,
     CellHasInstances,
@@ -55,11 +49,19 @@ from cellrouter.exception import (
     MissingURL,
     NoComputeHosts,
 )
-from cellrouter.host_mapping import HostMapping
-from cellrouter.instance import get_instance
-from cellrouter.instance_mapper import MapInstancesResult
-from cellrouter.instance_mapping import InstanceMapping
-from cellrouter.status import CellProbe, probe_cells
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import (
+    CELL0_UUID,
+    NO_TRANSPORT_URL,
+    CellMapping,
+    format_cell_url,
+    validate_transport_url,
+)
+from cellrouter.index.host_mapping import HostMapping
+from cellrouter.index.instance_mapping import InstanceMapping
+from cellrouter.manage import discovery, instance_mapper
+from cellrouter.manage.discovery import DiscoveryResult
+from cellrouter.manage.instance_mapper import MapInstancesResult
 from cellrouter.url import mask_url
 
 __all__ = [
@@ -95,9 +97,9 @@ __all__ = [
 
 
 def _migration() -> ModuleType:
-    """:mod:`cellrouter.migration`, imported on first use: alembic would add a tenth of a
+    """:mod:`cellrouter.db.migration`, imported on first use: alembic would add a tenth of a
     second to the start of every ``cellrouter-manage`` command that never migrates."""
-    from cellrouter import migration
+    from cellrouter.db import migration
 
     return migration
 
@@ -500,7 +502,7 @@ def _delete_of_cell(conn: sa.Connection, key: sa.Column[Any], cell: CellMapping)
 
 
 def discover_hosts(cell_uuid: str | None = None, by_service: bool = False) -> DiscoveryResult:
-    """Map the unmapped compute hosts of every cell (or one); see :mod:`cellrouter.discovery`."""
+    """Map the unmapped compute hosts of every cell (or one): see :mod:`.discovery`."""
     return discovery.discover_hosts(_ctx(), cell_uuid=cell_uuid, by_service=by_service)
 
 
@@ -523,7 +525,7 @@ def map_instances(
     reset: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> MapInstancesResult:
-    """Create the cell's missing instance mappings; see :mod:`cellrouter.instance_mapper`."""
+    """Create the cell's missing instance mappings; see :mod:`cellrouter.manage.instance_mapper`."""
     return instance_mapper.map_instances(
         _ctx(), cell_uuid, max_count=max_count, reset=reset, progress=progress
     )

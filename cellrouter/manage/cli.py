@@ -1,4 +1,4 @@
-"""``cellrouter-manage``: a thin argparse layer over :mod:`cellrouter.command`.
+"""``cellrouter-manage``: a thin argparse layer over :mod:`cellrouter.manage.commands`.
 
 Parses, calls one command function, prints, and turns errors into exit codes.
 Exit codes shared by every command: 0 success; 2 bad arguments (argparse, and
@@ -25,9 +25,10 @@ from typing import Any
 
 from oslo_config import cfg
 
-from cellrouter import command, conf, exception
-from cellrouter.discovery import DiscoveryResult
-from cellrouter.status import Probe
+from cellrouter import conf, exception
+from cellrouter.across.probes import Probe
+from cellrouter.manage import commands as command
+from cellrouter.manage.discovery import DiscoveryResult
 from cellrouter.url import mask_url
 
 __all__ = ["build_parser", "main"]
@@ -245,7 +246,7 @@ def _reported_here(args: argparse.Namespace) -> Iterator[None]:
     """Discovery logs each cell it could not read and each host conflict; the
     discovery commands print both themselves (:func:`_report_discovery`), so
     its log lines would say everything twice. Shown with ``--debug``."""
-    logger = logging.getLogger("cellrouter.discovery")
+    logger = logging.getLogger("cellrouter.manage.discovery")
     level = logger.level
     if not args.debug:
         logger.setLevel(logging.CRITICAL)

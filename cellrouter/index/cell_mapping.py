@@ -4,7 +4,7 @@ Records are small immutable values read with SQLAlchemy Core. URLs are stored
 as given (possibly templates, see :mod:`cellrouter.url`) and formatted once,
 when a record is read. Every write goes through :class:`CellMapping`'s
 ``create``/``update``/``destroy`` and announces itself on
-:mod:`cellrouter.events`.
+:mod:`cellrouter.index.events`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import events, exception
-from cellrouter.api_schema import cell_mappings, host_mappings, instance_mappings
+from cellrouter import exception
 from cellrouter.conf import get_conf
-from cellrouter.database import api_engine
-from cellrouter.engine import parse_db_url
-from cellrouter.types import utcnow
+from cellrouter.db.api_schema import cell_mappings, host_mappings, instance_mappings
+from cellrouter.db.database import api_engine
+from cellrouter.db.engine import parse_db_url
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
 from cellrouter.url import check_url, format_url, mask_url
 
 __all__ = ["CELL0_UUID", "CellMapping", "format_cell_url", "validate_transport_url"]
@@ -79,7 +80,7 @@ def validate_transport_url(url: str) -> None:
     well-formed transport URL (:func:`~cellrouter.url.check_url`) that
     oslo.messaging parses, with a driver it knows. Nothing connects."""
     check_url(url, "transport")
-    from cellrouter import messaging  # late: imports oslo.messaging
+    from cellrouter.cells import messaging  # late: imports oslo.messaging
 
     messaging.check_transport_url(url)
 

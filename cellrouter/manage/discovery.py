@@ -19,14 +19,16 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
-from cellrouter import bulk, events, exception
-from cellrouter.api_schema import cell_mappings, host_mappings
-from cellrouter.cell_mapping import CellMapping
-from cellrouter.cell_schema import compute_nodes, services
+from cellrouter import exception
+from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
 from cellrouter.conf import get_conf
-from cellrouter.context import RequestContext, get_admin_context, target_cell
-from cellrouter.database import api_engine
-from cellrouter.types import utcnow
+from cellrouter.db import bulk
+from cellrouter.db.api_schema import cell_mappings, host_mappings
+from cellrouter.db.cell_schema import compute_nodes, services
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.url import mask_url
 
 __all__ = [

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cellrouter import exception
-from cellrouter.api_schema import build_requests
-from cellrouter.database import api_engine
-from cellrouter.types import utcnow
+from cellrouter.db.api_schema import build_requests
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
 
 __all__ = ["BuildRequest"]
 

@@ -10,7 +10,7 @@ Jobs run on :mod:`cellrouter.workers` (a straggler that hangs past its
 timeout never delays or starves later calls). The caller waits at most
 ``timeout`` in total, on one lock.
 
-Cells that :mod:`cellrouter.health` knows to be down are answered with the
+Cells that :mod:`cellrouter.across.health` knows to be down are answered with the
 sentinel at once. A timeout marks a cell down only when it is the configured
 ``[cells]/scatter_timeout`` (a caller's shorter deadline says nothing about the
 cell); connection errors mark it down through the cell's engine. Every
@@ -27,10 +27,13 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
-from cellrouter import cell_list, dberror, exception, health, workers
-from cellrouter.cell_mapping import CellMapping
+from cellrouter import exception, workers
+from cellrouter.across import health
+from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.conf import get_conf
-from cellrouter.context import RequestContext, target_cell
+from cellrouter.db import dberror
+from cellrouter.index import cell_list
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
     "did_not_respond_sentinel",
@@ -45,6 +48,7 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
 
 class _Sentinel:
     """A named singleton result (pickles and copies as itself)."""
@@ -249,5 +253,3 @@ def scatter_gather_single_cell(
 ) -> dict[str, T | BaseException | _Sentinel]:
     """:func:`scatter_gather_cells` on one cell: a call with a timeout and health tracking."""
     return _gather(context, (cell_mapping,), _default_timeout(), fn, args, kwargs)
-
-

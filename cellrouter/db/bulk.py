@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from cellrouter import dberror, exception
+from cellrouter import exception
+from cellrouter.db import dberror
 
 __all__ = [
     "IN_CHUNK",
@@ -57,7 +58,9 @@ def _insert_ignore_stmt(dialect: str, table: sa.Table) -> sa.Insert:
         from sqlalchemy.dialects import mysql
 
         return mysql.insert(table).prefix_with("IGNORE")
-    raise NotImplementedError(f"no insert-ignore statement for the {dialect} dialect")
+    raise exception.UnsupportedBackend(
+        backend=dialect, what="insert-ignore writes", supported="sqlite, postgresql, mysql, mariadb"
+    )
 
 
 def existing_keys(conn: sa.Connection, key: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
@@ -116,17 +119,18 @@ def retry_on_deadlock(
 
     ``fn`` must open and commit its own transaction, so a retry starts over
     from a clean state. Backs off with jitter; the last error propagates.
+    ``fn`` runs at most ``attempts`` times, and always at least once.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, attempts):
         try:
             return fn(*args)
         except sa.exc.DBAPIError as exc:
-            if attempt == attempts or not dberror.is_retryable(exc):
+            if not dberror.is_retryable(exc):
                 raise
             delay = base_delay * min(2 ** (attempt - 1), 50) * (0.5 + random.random())
             LOG.debug("transaction aborted by a concurrent one (attempt %d), retrying", attempt)
             time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return fn(*args)
 
 
 def cell_unavailable(identity: str, exc: Exception) -> exception.CellUnavailable:

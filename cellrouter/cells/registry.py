@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from cellrouter import database, dberror, events, exception, forksafe
-from cellrouter.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
+from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
-from cellrouter.engine import create_engine
+from cellrouter.db import database, dberror
+from cellrouter.db.engine import create_engine
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.url import mask_url
 
 if TYPE_CHECKING:
@@ -85,15 +87,15 @@ class CellConnection:
     def marked_down(self, what: str) -> exception.CellUnavailable:
         """The error of a cell (``what``: "database" or "queue") known down: its
         ``__cause__`` is the failure that marked it down."""
-        from cellrouter import health
+        from cellrouter.across import health
 
         error = self.unavailable(what, "marked down after a recent failure")
         error.__cause__ = health.last_failure(self.cell_uuid, queue=what == "queue")
         return error
 
     def _unavailable(self, error: BaseException, marks_down: bool) -> BaseException:
-        """Engine hook: a connection error of this cell's database (see cellrouter.engine)."""
-        from cellrouter import health  # late: health probes cells through this registry
+        """Engine hook: a connection error of this cell's database (see cellrouter.db.engine)."""
+        from cellrouter.across import health  # late: health probes cells through this registry
 
         if marks_down and self.cell is not None:
             health.record_failure(self.cell, error)
@@ -101,7 +103,7 @@ class CellConnection:
 
     def _gate(self) -> BaseException | None:
         """Engine hook: no new connection to a cell known down (its probe excepted)."""
-        from cellrouter import health
+        from cellrouter.across import health
 
         if self.cell is not None and health.refuses(self.cell_uuid):
             return self.marked_down("database")
@@ -109,7 +111,11 @@ class CellConnection:
 
     @property
     def transport(self) -> oslo_messaging.Transport | None:
-        """The cell's oslo.messaging transport (None when the cell has no queue)."""
+        """The cell's oslo.messaging transport (None when the cell has no queue).
+
+        Raises ConnectionsReleased once :meth:`dispose` ran (the cell changed or
+        was deleted while a context held these connections).
+        """
         transport = self._transport
         if transport is _UNBUILT:
             with self._lock:
@@ -118,16 +124,13 @@ class CellConnection:
                     transport = self._build_transport()
                     self._transport = transport
         if transport is _RELEASED:
-            raise exception.CellRouterError(
-                f"the connections of cell {self.identity} were released (the cell changed or "
-                "was deleted): target the cell again"
-            )
+            raise exception.ConnectionsReleased(cell=self.identity, uuid=self.cell_uuid)
         return transport
 
     def _build_transport(self) -> oslo_messaging.Transport | None:
         if not self.transport_url or self.transport_url == NO_TRANSPORT_URL:
             return None
-        from cellrouter import messaging  # oslo.messaging is heavy: import on first use
+        from cellrouter.cells import messaging  # oslo.messaging is heavy: import on first use
 
         return messaging.create_transport(self.transport_url)
 
@@ -137,13 +140,14 @@ class CellConnection:
         Sends retry the broker ``[cells]/rpc_retry`` times (unless ``retry`` is
         given) and return or fail within ``[cells]/rpc_send_timeout``; an
         unreachable broker raises CellUnavailable and is recorded in the
-        cell's health (see :class:`cellrouter.messaging.BoundedRPCClient`).
+        cell's health (see :class:`cellrouter.cells.messaging.BoundedRPCClient`).
+        A cell without a queue raises CellHasNoQueue.
         """
-        from cellrouter import messaging
+        from cellrouter.cells import messaging
 
         transport = self.transport
         if transport is None:
-            raise exception.CellRouterError(f"cell {self.identity} has no message queue")
+            raise exception.CellHasNoQueue(cell=self.identity, uuid=self.cell_uuid)
         opts = get_conf().cells
         kw.setdefault("retry", opts.rpc_retry)
         client = messaging.get_rpc_client(transport, self.transport_url, topic, server, **kw)
@@ -154,14 +158,14 @@ class CellConnection:
     # -- queue health (messaging.QueueOwner) ----------------------------------
 
     def queue_refused(self) -> BaseException | None:
-        from cellrouter import health
+        from cellrouter.across import health
 
         if self.cell is not None and health.queue_refuses(self.cell_uuid):
             return self.marked_down("queue")
         return None
 
     def queue_failed(self, error: BaseException | None) -> BaseException:
-        from cellrouter import health
+        from cellrouter.across import health
 
         if self.cell is not None:
             health.record_queue_failure(self.cell, error)
@@ -170,7 +174,7 @@ class CellConnection:
 
     def queue_succeeded(self) -> None:
         if self.cell is not None:
-            from cellrouter import health
+            from cellrouter.across import health
 
             health.record_queue_success(self.cell_uuid)
 
@@ -180,7 +184,7 @@ class CellConnection:
         with self._lock:
             transport, self._transport = self._transport, _RELEASED
         if transport not in (_UNBUILT, _RELEASED) and transport is not None:
-            from cellrouter import messaging
+            from cellrouter.cells import messaging
 
             messaging.cleanup_transport(transport)
 
@@ -316,7 +320,7 @@ def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
 
 def _after_fork_in_child() -> None:
     # Never reuse (or close) the parent's sockets: start empty. The engines'
-    # pools were already detached by cellrouter.engine's own fork hook.
+    # pools were already detached by cellrouter.db.engine's own fork hook.
     global _by_key, _local
     _by_key = {}
     _local = None

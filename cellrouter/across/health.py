@@ -2,13 +2,13 @@
 
 A cell that timed out or failed to connect is marked *down* for
 ``[cells]/cell_down_interval`` seconds. While it is down, scatters answer for
-it at once with :data:`~cellrouter.scatter.did_not_respond_sentinel`, and one
+it at once with :data:`~cellrouter.across.scatter.did_not_respond_sentinel`, and one
 background probe thread per down cell runs ``SELECT 1`` on the cell's engine
 at the end of each interval (waiting at most ``[cells]/health_probe_timeout``):
 success brings the cell back, failure keeps it down for another interval. So a
 dead cell costs one request the scatter timeout, not every request.
 
-Only connection-type errors (:func:`cellrouter.dberror.is_connection_error`)
+Only connection-type errors (:func:`cellrouter.db.dberror.is_connection_error`)
 mark a cell down, and of those only the ones where nobody answered (refused,
 unreachable, timed out): a connection lost to a database restart fails one
 request and the pool reconnects. Other exceptions from the scattered function
@@ -23,7 +23,7 @@ interval tries again (:func:`queue_refuses`).
 
 Readers never lock: the set of down cells is a dict replaced whole.
 :func:`cell_health` gives the state as immutable records for the CLI and for
-metrics. Error texts are masked (:func:`cellrouter.dberror.describe`).
+metrics. Error texts are masked (:func:`cellrouter.db.dberror.describe`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,13 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from cellrouter import dberror, events, registry, workers
-from cellrouter.cell_mapping import CellMapping
+from cellrouter import workers
+from cellrouter.cells import registry
 from cellrouter.conf import get_conf
-from cellrouter.types import utcnow
+from cellrouter.db import dberror
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
     "CellHealth",
@@ -63,7 +66,6 @@ LOG = logging.getLogger(__name__)
 
 #: ``last_error`` of a cell that did not answer in time.
 TIMEOUT = "timeout"
-
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Host mappings: compute host name -> cell, in the API database.
 
 The scheduler may only place instances on mapped hosts; discovery
-(:mod:`cellrouter.discovery`) creates these in bulk.
+(:mod:`cellrouter.manage.discovery`) creates these in bulk.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import events, exception
-from cellrouter.api_schema import cell_mappings, host_mappings
-from cellrouter.cell_mapping import JOINED_COLUMNS, CellMapping
-from cellrouter.database import api_engine
-from cellrouter.types import utcnow
+from cellrouter import exception
+from cellrouter.db.api_schema import cell_mappings, host_mappings
+from cellrouter.db.database import api_engine
+from cellrouter.db.types import utcnow
+from cellrouter.index import events
+from cellrouter.index.cell_mapping import JOINED_COLUMNS, CellMapping
 
 __all__ = ["HostMapping"]
 

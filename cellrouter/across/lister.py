@@ -1,0 +1,367 @@
+"""The cross-cell lister: one sorted, paginated page of a cell-level table over many cells.
+
+:class:`CrossCellLister` asks every cell at once (through the scatter
+machinery) for its first rows past the marker in the requested order, then
+k-way merges the cells' rows (:mod:`cellrouter.across.merge`, which also sizes
+the batches). A cell whose rows run out before the page is full is asked for
+its next batch, alone. The order is the one :mod:`cellrouter.across.sorting`
+defines: the same in SQLite, MariaDB, PostgreSQL and Python, NULLs smallest,
+the unique key last.
+
+Cells that time out, are marked down or fail are reported in the result
+(``partial``); the list is never silently short. A subclass names the table
+and may refine the hooks, which see the page as one :class:`PageRequest`: how
+a marker is resolved, and what stands in for a failed cell's rows (merged in
+sort order like any other cell's rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cellrouter import exception
+from cellrouter.across.merge import SortedSource, SortValues, batch_policy, merge_sources
+from cellrouter.across.scatter import check_timeout, scatter_gather_cells
+from cellrouter.across.sorting import (
+    SortSpec,
+    after_marker,
+    build_sort_spec,
+    order_by,
+    values_getter,
+)
+from cellrouter.cells.context import RequestContext
+from cellrouter.cells.instance import deleted_filter
+from cellrouter.conf import get_conf
+from cellrouter.db import dberror
+from cellrouter.index import cell_list
+from cellrouter.index.cell_mapping import CellMapping
+
+__all__ = ["CrossCellLister", "Filters", "ListResult", "PageRequest", "column_condition"]
+
+_SEQUENCE_TYPES = (list, tuple, set, frozenset)
+
+#: Exact-match filters: column name -> value, or a list/tuple/set of values.
+Filters = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListResult:
+    """One page of a cross-cell list."""
+
+    #: the rows, in sort order, as dicts (column name -> value)
+    rows: list[dict[str, Any]]
+    #: cells whose rows are missing or incomplete -> why (masked error or "did not respond")
+    failed_cells: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the marker of the next page (None: this was the last one)
+    next_marker: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when some cell did not contribute all its rows."""
+        return bool(self.failed_cells)
+
+    @property
+    def down_cells(self) -> tuple[str, ...]:
+        """The uuids of the cells in :attr:`failed_cells`."""
+        return tuple(self.failed_cells)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageRequest:
+    """What the lister's hooks are asked about: rows of ``cells`` after ``after``.
+
+    One validated page request; the lister narrows it (``cells``, ``after``,
+    ``limit``) with :func:`dataclasses.replace` for each hook call.
+    """
+
+    spec: SortSpec
+    filters: Filters
+    cells: tuple[CellMapping, ...]
+    #: at most this many rows (None: all of them)
+    limit: int | None
+    #: seconds to wait for the cells (validated)
+    timeout: float
+    #: whether stand-in records for failed cells' rows were asked for
+    down_cell_records: bool
+    #: the sort values of the marker row (None: from the first row)
+    after: SortValues | None = None
+
+
+def column_condition(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[bool]:
+    """``column = value``; a list/tuple/set means any of them, None means IS NULL."""
+    if isinstance(value, _SEQUENCE_TYPES):
+        return column.in_(list(value))
+    if value is None:
+        return column.is_(None)
+    return column == value
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise exception.InvalidValue(
+            what="limit", reason=f"a whole number >= 0 (or None), not {limit!r}"
+        )
+
+
+def _failure_reason(value: object) -> str:
+    """Why a cell's scatter result is missing: the masked exception, or it did not answer."""
+    if isinstance(value, BaseException):
+        return dberror.describe(value)
+    return "did not respond"
+
+
+def _unavailable(cells: Sequence[CellMapping], failed: Mapping[str, str]) -> Exception:
+    cell = next(cell for cell in cells if cell.uuid in failed)
+    return exception.CellUnavailable(cell=cell.identity, reason=failed[cell.uuid])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CellQuery:
+    """What each cell runs: the selected columns, filters and order; marker and limit vary."""
+
+    spec: SortSpec
+    columns: tuple[sa.Column[Any], ...]
+    sort_columns: tuple[sa.Column[Any], ...]
+    conditions: tuple[sa.ColumnElement[bool], ...]
+    names: tuple[str, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(column.name for column in self.columns))
+
+    def as_dict(self, row: Row[Any]) -> dict[str, Any]:
+        """A result row as a dict (a third of the cost of ``Row._asdict()``)."""
+        return dict(zip(self.names, row, strict=False))  # same query, same width
+
+    def fetch(
+        self, cctx: RequestContext, after: SortValues | None, limit: int | None
+    ) -> list[Row[Any]]:
+        """This cell's rows after ``after`` in sort order, at most ``limit`` of them."""
+        with cctx.engine.connect() as conn:
+            dialect = conn.dialect
+            stmt = sa.select(*self.columns).where(*self.conditions)
+            if after is not None:
+                stmt = stmt.where(after_marker(self.spec, self.sort_columns, after, dialect))
+            stmt = stmt.order_by(*order_by(self.spec, self.sort_columns, dialect))
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return list(conn.execute(stmt).all())
+
+
+def _read_sort_values(
+    cctx: RequestContext, table: sa.Table, keys: Sequence[str], unique_key: str, marker: str
+) -> SortValues | None:
+    """The sort values of the row whose unique key is ``marker``, deleted or not."""
+    stmt = sa.select(*(table.c[key] for key in keys)).where(table.c[unique_key] == marker)
+    with cctx.engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return tuple(row) if row is not None else None
+
+
+class CrossCellLister:
+    """Sorted, paginated listing of one cell-level table across cells.
+
+    Subclasses name the table and may refine the hooks: how a marker is
+    resolved (:meth:`marker_values`) and what stands in for a failed cell's
+    rows (:meth:`down_cell_records`; nothing by default).
+    """
+
+    table: sa.Table
+    unique_key = "uuid"
+    default_sort_keys: tuple[str, ...] = ("created_at",)
+    default_sort_dir = "desc"
+
+    def __init__(self, table: sa.Table | None = None) -> None:
+        if table is not None:
+            self.table = table
+
+    # -- hooks ----------------------------------------------------------------
+
+    def filter_conditions(self, ctx: RequestContext, filters: Filters) -> list[Any]:
+        """Exact-match conditions for ``filters`` (column -> value or list of values).
+
+        ``deleted`` (True: deleted rows only, False: live rows only) overrides
+        ``ctx.read_deleted``, which applies otherwise. Unknown names raise InvalidValue.
+        """
+        table = self.table
+        conditions: list[Any] = []
+        if "deleted" in table.c:
+            if "deleted" in filters:
+                deleted = table.c.deleted
+                conditions.append(deleted != 0 if filters["deleted"] else deleted == 0)
+            else:
+                condition = deleted_filter(ctx, table)
+                if condition is not None:
+                    conditions.append(condition)
+        for name, value in filters.items():
+            if name == "deleted":
+                continue
+            if name not in table.c:
+                raise exception.InvalidValue(
+                    what="filter", reason=f"{table.name} has no column {name!r}"
+                )
+            conditions.append(column_condition(table.c[name], value))
+        return conditions
+
+    def marker_values(self, ctx: RequestContext, marker: str, request: PageRequest) -> SortValues:
+        """The sort values of the marker row, looked for in every cell of ``request``.
+
+        InvalidMarker when no cell has it; CellUnavailable (the first failed
+        cell) when the cells that answered do not have it but some cell failed.
+        """
+        cells, keys = request.cells, request.spec.keys
+        results = scatter_gather_cells(
+            ctx,
+            cells,
+            request.timeout,
+            _read_sort_values,
+            self.table,
+            keys,
+            self.unique_key,
+            marker,
+        )
+        failed: dict[str, str] = {}
+        for cell in cells:
+            value = results[cell.uuid]
+            if isinstance(value, tuple):
+                return value
+            if value is not None:  # None: not in this cell; anything else is a failure
+                failed[cell.uuid] = _failure_reason(value)
+        if failed:
+            raise _unavailable(cells, failed)
+        raise exception.InvalidMarker(marker=marker)
+
+    def down_cell_records(self, ctx: RequestContext, request: PageRequest) -> list[dict[str, Any]]:
+        """Stand-in records for the rows of ``request.cells`` (failed), in sort order."""
+        return []
+
+    # -- listing --------------------------------------------------------------
+
+    def page(
+        self,
+        ctx: RequestContext,
+        *,
+        sort_keys: Sequence[str] | None = None,
+        sort_dirs: Sequence[str] | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+        filters: Filters | None = None,
+        cells: Iterable[CellMapping] | None = None,
+        columns: Sequence[str] | None = None,
+        down_cell_records: bool = False,
+        timeout: float | None = None,
+    ) -> ListResult:
+        """One page: at most ``limit`` rows after ``marker`` (a unique-key value).
+
+        ``cells`` defaults to every mapped cell; ``columns`` to all of them
+        (sort keys are always included). Raises InvalidValue, InvalidSortKey,
+        InvalidMarker, and CellUnavailable for a failed cell when
+        ``[cells]/list_records_by_skipping_down_cells`` is False and no
+        down-cell records were asked for.
+        """
+        _check_limit(limit)
+        opts = get_conf().cells
+        timeout = float(opts.scatter_timeout) if timeout is None else check_timeout(timeout)
+        filters = dict(filters or {})
+        spec = build_sort_spec(
+            self.table,
+            sort_keys,
+            sort_dirs,
+            default_keys=self.default_sort_keys,
+            default_dir=self.default_sort_dir,
+            unique_key=self.unique_key,
+        )
+        query = self._query(spec, columns, self.filter_conditions(ctx, filters))
+        cell_tuple = tuple(cell_list.get_all(ctx) if cells is None else cells)
+        if limit == 0 or not cell_tuple:
+            return ListResult(rows=[])
+        request = PageRequest(spec, filters, cell_tuple, limit, timeout, down_cell_records)
+        if marker is not None:
+            after = self.marker_values(ctx, marker, request)
+            request = dataclasses.replace(request, after=after)
+
+        first, refill_size = batch_policy(
+            opts.list_batch_strategy, opts.list_batch_size, limit, len(cell_tuple)
+        )
+        results = scatter_gather_cells(ctx, cell_tuple, timeout, query.fetch, request.after, first)
+        failed: dict[str, str] = {}
+        getter = values_getter(range(len(query.columns) - len(spec.keys), len(query.columns)))
+        sources = []
+        for cell in cell_tuple:
+            value = results[cell.uuid]
+            if not isinstance(value, list):  # the did-not-respond sentinel or an exception
+                failed[cell.uuid] = _failure_reason(value)
+                continue
+            refill = self._refill_function(ctx, request, cell, query, failed)
+            sources.append(SortedSource(value, first, refill, refill_size, getter, query.as_dict))
+        must_fail = not (opts.list_records_by_skipping_down_cells or down_cell_records)
+        if failed and must_fail:
+            raise _unavailable(cell_tuple, failed)
+        if failed and down_cell_records:
+            down = tuple(cell for cell in cell_tuple if cell.uuid in failed)
+            sources.append(self._records_source(ctx, dataclasses.replace(request, cells=down)))
+        rows, more = merge_sources(sources, spec.merge_order, limit)
+        if failed and must_fail:  # a cell failed when the merge asked it for more rows
+            raise _unavailable(cell_tuple, failed)
+        next_marker = rows[-1][self.unique_key] if more and rows else None
+        return ListResult(rows=rows, failed_cells=failed, next_marker=next_marker)
+
+    def _query(
+        self, spec: SortSpec, columns: Sequence[str] | None, conditions: list[Any]
+    ) -> _CellQuery:
+        """The per-cell query; the sort key columns are selected last (for the merge)."""
+        table = self.table
+        names = list(columns) if columns is not None else [c.name for c in table.c]
+        unknown = [name for name in names if name not in table.c]
+        if unknown:
+            raise exception.InvalidValue(
+                what="columns", reason=f"{table.name} has no column(s) {', '.join(unknown)}"
+            )
+        selected = [table.c[name] for name in names if name not in spec.keys]
+        sort_columns = tuple(table.c[key] for key in spec.keys)
+        return _CellQuery(spec, (*selected, *sort_columns), sort_columns, tuple(conditions))
+
+    def _refill_function(
+        self,
+        ctx: RequestContext,
+        request: PageRequest,
+        cell: CellMapping,
+        query: _CellQuery,
+        failed: dict[str, str],
+    ) -> Callable[[SortValues, int | None], Sequence[Any] | None]:
+        """Next-batch fetcher of one cell: a single-cell scatter (timeout, health).
+
+        A cell failing here is reported in ``failed``; the rows it gave before
+        stay in the page, and no down-cell records stand in for the rest.
+        """
+        cells, timeout = (cell,), request.timeout
+
+        def refill(after: SortValues, limit: int | None) -> Sequence[Any] | None:
+            value = scatter_gather_cells(ctx, cells, timeout, query.fetch, after, limit)[cell.uuid]
+            if isinstance(value, list):
+                return value
+            failed[cell.uuid] = _failure_reason(value)
+            return None
+
+        return refill
+
+    def _records_source(self, ctx: RequestContext, request: PageRequest) -> SortedSource:
+        """The down cells' stand-in records, as one more sorted source for the merge."""
+
+        def fetch(after: SortValues, size: int | None) -> list[dict[str, Any]]:
+            return self.down_cell_records(
+                ctx, dataclasses.replace(request, after=after, limit=size)
+            )
+
+        return SortedSource(
+            self.down_cell_records(ctx, request),
+            request.limit,
+            fetch,
+            lambda want: want,
+            values_getter(request.spec.keys),
+            dict,
+        )
