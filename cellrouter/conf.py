@@ -18,7 +18,7 @@ api_database_group = cfg.OptGroup(
     title="API database",
     help="The API-level database: the cell, instance and host mapping index.",
 )
-api_database_opts = [
+api_database_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "connection",
         secret=True,
@@ -32,7 +32,7 @@ database_group = cfg.OptGroup(
     title="Cell database",
     help="The cell database of the cell this service lives in.",
 )
-database_opts = [
+database_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "connection",
         secret=True,
@@ -42,7 +42,7 @@ database_opts = [
     ),
 ]
 
-default_opts = [
+default_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "transport_url",
         secret=True,
@@ -58,7 +58,7 @@ cells_group = cfg.OptGroup(
     help="cellrouter's own knobs: scatter-gather, cell health, per-cell "
     "connection pools and cross-cell listing.",
 )
-cells_opts = [
+cells_opts: list[cfg.Opt] = [
     cfg.FloatOpt(
         "scatter_timeout",
         default=60.0,
@@ -180,7 +180,7 @@ cells_opts = [
 ]
 
 scheduler_group = cfg.OptGroup("scheduler", title="Scheduler")
-scheduler_opts = [
+scheduler_opts: list[cfg.Opt] = [
     cfg.IntOpt(
         "discover_hosts_in_cells_interval",
         default=-1,

@@ -139,7 +139,8 @@ class _Utf8mb4Binary(FunctionElement[Any]):
 @compiles(_Utf8mb4Binary, "mysql")
 @compiles(_Utf8mb4Binary, "mariadb")
 def _compile_utf8mb4_binary(element: _Utf8mb4Binary, compiler: SQLCompiler, **kw: Any) -> str:
-    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    is_mariadb = getattr(compiler.dialect, "is_mariadb", False)
+    collation = "utf8mb4_nopad_bin" if is_mariadb else "utf8mb4_0900_bin"
     return f"CONVERT({compiler.process(element.clauses, **kw)} USING utf8mb4) COLLATE {collation}"
 
 
@@ -158,7 +159,7 @@ def order_by(
 ) -> list[sa.ColumnElement[Any]]:
     """ORDER BY clauses for ``exprs`` (one per sort key) with NULLs smallest."""
     nulls_largest = dialect.name == "postgresql"
-    clauses = []
+    clauses: list[sa.ColumnElement[Any]] = []
     for expr, desc in zip(exprs, spec.descending, strict=True):
         if expr is None:
             continue  # constant NULL: ordering by it is a no-op (and PostgreSQL rejects it)

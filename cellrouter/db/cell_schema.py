@@ -7,6 +7,8 @@ include ``deleted``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from cellrouter.db.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
@@ -29,7 +31,7 @@ def _soft_delete() -> list[sa.Column]:
     ]
 
 
-def _instance_fk(**kw: object) -> sa.Column:
+def _instance_fk(**kw: Any) -> sa.Column[str]:
     return sa.Column(
         "instance_uuid", UUIDStr, sa.ForeignKey("instances.uuid"), nullable=False, **kw
     )

@@ -112,7 +112,7 @@ def _bounded_psycopg(bound: float) -> Any:
     """
     import psycopg
 
-    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    class BoundedConnection(psycopg.Connection[Any]):
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             try:
                 return super().wait(gen, interval, bound if timeout is None else timeout)
