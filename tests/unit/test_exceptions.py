@@ -6,6 +6,7 @@ import ast
 import builtins
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,7 @@ EXPECTED: dict[str, int | str] = {
 }
 
 
-def _public() -> dict[str, type]:
+def _public() -> dict[str, Any]:
     return {name: getattr(exception, name) for name in exception.__all__}
 
 
@@ -192,25 +193,52 @@ _BUILTIN_ERRORS = frozenset(
     if inspect.isclass(value) and issubclass(value, BaseException)
 )
 
-#: (path under the repository, builtin class) -> why raising it is right there.
-#: Empty: every error the library raises is a named cellrouter error.
-ALLOWED: dict[tuple[str, str], str] = {}
+#: (path under the repository, enclosing def, builtin class) -> why raising it is right.
+ALLOWED: dict[tuple[str, str, str], str] = {
+    **dict.fromkeys(
+        [
+            ("cellrouter/manage/cli.py", "build_parser", "ValueError"),
+            ("cellrouter/manage/verbs.py", "Exit.__init__", "ValueError"),
+            ("cellrouter/manage/verbs.py", "Verb.__post_init__", "ValueError"),
+        ],
+        # Like a dataclass refusing a bad field: checks of the CLI's own verb
+        # table when it is declared (at import), a bug in cellrouter's code that
+        # no caller's input can reach; not an error an API maps to a status.
+        "declaration-time check of the CLI's verb table",
+    ),
+}
 
 
-def _raised_builtins(source: str) -> list[tuple[int, str]]:
-    """(line, class) of each ``raise`` of a builtin exception class in ``source``."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Raise) or node.exc is None:
-            continue
+class _RaiseScan(ast.NodeVisitor):
+    """Collects (line, enclosing def, class) of each ``raise`` of a builtin exception class."""
+
+    def __init__(self) -> None:
+        self.scope: list[str] = []
+        self.found: list[tuple[int, str, str]] = []
+
+    def _enter(self, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _enter
+
+    def visit_Raise(self, node: ast.Raise) -> None:
         target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        name = None
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
             name = target.attr if target.value.id == "builtins" else None
-        else:
-            name = target.id if isinstance(target, ast.Name) else None
+        elif isinstance(target, ast.Name):
+            name = target.id
         if name in _BUILTIN_ERRORS:
-            found.append((node.lineno, name))
-    return found
+            self.found.append((node.lineno, ".".join(self.scope), name))
+
+
+def _raised_builtins(source: str) -> list[tuple[int, str, str]]:
+    """(line, enclosing def, class) of each ``raise`` of a builtin exception in ``source``."""
+    scan = _RaiseScan()
+    scan.visit(ast.parse(source))
+    return sorted(scan.found)
 
 
 def test_the_scan_finds_builtin_raises() -> None:
@@ -222,13 +250,18 @@ def test_the_scan_finds_builtin_raises() -> None:
         "raise error\n"
         "raise\n"
         "raise psycopg.OperationalError('x')\n"
-        "raise NotImplementedError\n"
+        "class A:\n"
+        "    def f(self):\n"
+        "        def g():\n"
+        "            raise NotImplementedError\n"
+        "        raise RuntimeError('y') from None\n"
     )
     assert _raised_builtins(source) == [
-        (1, "ValueError"),
-        (2, "TypeError"),
-        (3, "KeyError"),
-        (8, "NotImplementedError"),
+        (1, "", "ValueError"),
+        (2, "", "TypeError"),
+        (3, "", "KeyError"),
+        (11, "A.f.g", "NotImplementedError"),
+        (12, "A.f", "RuntimeError"),
     ]
 
 
@@ -237,9 +270,9 @@ def test_no_module_raises_a_builtin_exception(tree: str) -> None:
     paths = sorted((ROOT / tree).rglob("*.py"))
     assert paths, tree
     strays = [
-        f"{path.relative_to(ROOT)}:{line}: {name}"
+        f"{path.relative_to(ROOT)}:{line} ({scope}): {name}"
         for path in paths
-        for line, name in _raised_builtins(path.read_text(encoding="utf-8"))
-        if (path.relative_to(ROOT).as_posix(), name) not in ALLOWED
+        for line, scope, name in _raised_builtins(path.read_text(encoding="utf-8"))
+        if (path.relative_to(ROOT).as_posix(), scope, name) not in ALLOWED
     ]
     assert strays == [], "raise a named error from cellrouter.exception instead"
