@@ -19,11 +19,12 @@ from cellrouter.across.scatter import (
 )
 from cellrouter.cells.context import RequestContext, get_admin_context, set_target_cell, target_cell
 from cellrouter.cells.routing import Route, call_instance, cast_instance, route_instance
-from cellrouter.conf import CONF, setup
+from cellrouter.conf import CONF
 from cellrouter.index.build_request import BuildRequest
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 from cellrouter.index.host_mapping import HostMapping
 from cellrouter.index.instance_mapping import InstanceMapping
+from cellrouter.runtime import setup
 from cellrouter.url import mask_url
 
 __all__ = [

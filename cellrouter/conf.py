@@ -7,11 +7,11 @@ from then on the library reads that object (see :func:`get_conf`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-__all__ = ["CONF", "get_conf", "list_opts", "setup"]
+__all__ = ["CONF", "get_conf", "list_opts", "on_setup", "setup"]
 
 api_database_group = cfg.OptGroup(
     "api_database",
@@ -264,11 +264,21 @@ def setup(
             ),
         )
     _active = target
-    from cellrouter.cells import registry  # late: registry reads the configuration
-
-    registry.reset()
+    for hook in _on_setup:
+        hook()
     _check_urls(target)
     return target
+
+
+#: Run after every setup(): the runtime releases state built from the old
+#: configuration (see :mod:`cellrouter.runtime`; conf itself imports nothing of it).
+_on_setup: list[Callable[[], None]] = []
+
+
+def on_setup(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` after every :func:`setup` (once per hook)."""
+    if hook not in _on_setup:
+        _on_setup.append(hook)
 
 
 def _check_urls(conf: cfg.ConfigOpts) -> None:

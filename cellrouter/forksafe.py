@@ -8,12 +8,11 @@ renews them all in the child.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from types import TracebackType
 
-__all__ = ["Lock"]
+__all__ = ["Lock", "renew_after_fork"]
 
 
 class Lock:
@@ -49,9 +48,7 @@ class Lock:
 _all: weakref.WeakSet[Lock] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def renew_after_fork() -> None:
+    """In a forked child: every lock made here, unheld (the runtime's fork hook calls this)."""
     for lock in list(_all):
         lock._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

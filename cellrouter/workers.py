@@ -10,12 +10,11 @@ report their own outcome. A forked child starts with an empty pool.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["IDLE_SECONDS", "stats", "submit"]
+__all__ = ["IDLE_SECONDS", "renew_after_fork", "stats", "submit"]
 
 LOG = logging.getLogger(__name__)
 
@@ -99,9 +98,10 @@ def stats() -> tuple[int, int]:
     return _pool.stats()
 
 
-def _after_fork_in_child() -> None:
+def renew_after_fork() -> None:
+    """In a forked child: a fresh pool (the parent's threads do not exist here).
+
+    Called by the runtime's fork hook (:mod:`cellrouter.runtime`).
+    """
     global _pool
-    _pool = _Pool()  # the parent's worker threads do not exist here
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    _pool = _Pool()

@@ -32,19 +32,17 @@ import copy
 import dataclasses
 import datetime
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from cellrouter import workers
+from cellrouter import clock, workers
 from cellrouter.cells import registry
 from cellrouter.conf import get_conf
 from cellrouter.db import dberror
 from cellrouter.db.types import utcnow
-from cellrouter.index import events
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
@@ -171,7 +169,7 @@ def record_success(cell: CellMapping, latency: float) -> None:
     """``cell`` answered in ``latency`` seconds (cheap: called for every cell of every scatter)."""
     state = _states.get(cell.uuid) or _state(cell)
     state.last_latency = latency
-    state.last_success = time.time()
+    state.last_success = clock.current().time()
     if state.consecutive_failures:
         state.consecutive_failures = 0
     state.cell = cell
@@ -200,7 +198,7 @@ def record_failure(cell: CellMapping, error: BaseException | None) -> float | No
         if cell.uuid in _down or _states.get(cell.uuid) is not state:
             return None
         state.down_since = state.last_failure_at
-        _down = {**_down, cell.uuid: time.monotonic() + interval}
+        _down = {**_down, cell.uuid: clock.current().monotonic() + interval}
         start_probe = not state.probing
         state.probing = True
         generation = _generation
@@ -246,7 +244,7 @@ def _mark_up(state: _State, latency: float | None) -> bool:
         state.down_since = None
         state.consecutive_failures = 0
         state.last_latency = latency
-        state.last_success = time.time()
+        state.last_success = clock.current().time()
     return True
 
 
@@ -265,7 +263,7 @@ def _probe_loop(state: _State, generation: int) -> None:
                 ):
                     state.probing = False
                     return
-            delay = next_probe - time.monotonic()
+            delay = next_probe - clock.current().monotonic()
             if delay > 0:
                 state.stop.wait(delay)
                 continue
@@ -293,7 +291,7 @@ def _extend(cell_uuid: str, interval: float) -> None:
     global _down
     with _lock:
         if cell_uuid in _down:
-            _down = {**_down, cell_uuid: time.monotonic() + max(interval, 0.05)}
+            _down = {**_down, cell_uuid: clock.current().monotonic() + max(interval, 0.05)}
 
 
 def queue_refuses(cell_uuid: str) -> bool:
@@ -303,7 +301,7 @@ def queue_refuses(cell_uuid: str) -> bool:
     (no probe thread: the next real cast is the probe).
     """
     until = _queue_down.get(cell_uuid)
-    return until is not None and time.monotonic() < until
+    return until is not None and clock.current().monotonic() < until
 
 
 def record_queue_failure(cell: CellMapping, error: BaseException | None) -> None:
@@ -316,7 +314,7 @@ def record_queue_failure(cell: CellMapping, error: BaseException | None) -> None
     state.queue_last_failure_at = utcnow()
     if interval > 0:
         with _lock:
-            _queue_down = {**_queue_down, cell.uuid: time.monotonic() + interval}
+            _queue_down = {**_queue_down, cell.uuid: clock.current().monotonic() + interval}
 
 
 def record_queue_success(cell_uuid: str) -> None:
@@ -367,7 +365,7 @@ def _probe_once(
 def cell_health() -> dict[str, CellHealth]:
     """Every cell this process has talked to, keyed by uuid, as immutable records."""
     now_wall = utcnow()
-    now_mono = time.monotonic()
+    now_mono = clock.current().monotonic()
     down = _down
     queue_down = _queue_down
     records = {}
@@ -428,16 +426,15 @@ def reset() -> None:
         _generation += 1
 
 
-def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
-    if kind == "cell":  # a changed URL may have fixed the cell: judge it afresh
+def on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+    """A cell's mapping changed: a new URL may have fixed it, so judge it afresh."""
+    if kind == "cell":
         forget(keys)
 
 
-def _after_fork_in_child() -> None:
+def reset_after_fork() -> None:
+    """In a forked child: a fresh lock and no state (the parent's probe threads do
+    not exist here). Called by the runtime's fork hook."""
     global _lock
-    _lock = threading.Lock()  # the parent's probe threads do not exist here
+    _lock = threading.Lock()
     reset()
-
-
-events.subscribe(_on_mapping_changed)
-os.register_at_fork(after_in_child=_after_fork_in_child)

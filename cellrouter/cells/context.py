@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from cellrouter import exception
-from cellrouter.across import health
 from cellrouter.cells import registry
 from cellrouter.index.cell_mapping import CellMapping
 
@@ -80,14 +79,10 @@ class RequestContext:
         """The targeted cell's pooled engine (untargeted: ``[database]/connection``).
 
         Raises :class:`~cellrouter.exception.CellUnavailable` at once, without
-        touching the network, while the cell is known down (:mod:`cellrouter.across.health`).
+        touching the network, while the cell is known down (cell health).
         """
         conn = self._conn
-        if conn is None:
-            return registry.local().engine
-        if health.is_down(conn.cell_uuid):
-            raise conn.marked_down("database")
-        return conn.engine
+        return conn.request_engine() if conn is not None else registry.local().engine
 
     @property
     def transport(self) -> Any:

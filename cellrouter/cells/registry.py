@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -22,7 +21,6 @@ from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
 from cellrouter.db import database, dberror
 from cellrouter.db.engine import create_engine
-from cellrouter.index import events
 from cellrouter.index.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.url import mask_url
 
@@ -87,25 +85,26 @@ class CellConnection:
     def marked_down(self, what: str) -> exception.CellUnavailable:
         """The error of a cell (``what``: "database" or "queue") known down: its
         ``__cause__`` is the failure that marked it down."""
-        from cellrouter.across import health
-
         error = self.unavailable(what, "marked down after a recent failure")
-        error.__cause__ = health.last_failure(self.cell_uuid, queue=what == "queue")
+        error.__cause__ = _health.last_failure(self.cell_uuid, queue=what == "queue")
         return error
+
+    def request_engine(self) -> Engine:
+        """The engine for a request: CellUnavailable at once, without touching the
+        network, while the cell is known down."""
+        if self.cell is not None and _health.is_down(self.cell_uuid):
+            raise self.marked_down("database")
+        return self.engine
 
     def _unavailable(self, error: BaseException, marks_down: bool) -> BaseException:
         """Engine hook: a connection error of this cell's database (see cellrouter.db.engine)."""
-        from cellrouter.across import health  # late: health probes cells through this registry
-
         if marks_down and self.cell is not None:
-            health.record_failure(self.cell, error)
+            _health.record_failure(self.cell, error)
         return self.unavailable("database", dberror.describe(error))
 
     def _gate(self) -> BaseException | None:
         """Engine hook: no new connection to a cell known down (its probe excepted)."""
-        from cellrouter.across import health
-
-        if self.cell is not None and health.refuses(self.cell_uuid):
+        if self.cell is not None and _health.refuses(self.cell_uuid):
             return self.marked_down("database")
         return None
 
@@ -158,25 +157,19 @@ class CellConnection:
     # -- queue health (messaging.QueueOwner) ----------------------------------
 
     def queue_refused(self) -> BaseException | None:
-        from cellrouter.across import health
-
-        if self.cell is not None and health.queue_refuses(self.cell_uuid):
+        if self.cell is not None and _health.queue_refuses(self.cell_uuid):
             return self.marked_down("queue")
         return None
 
     def queue_failed(self, error: BaseException | None) -> BaseException:
-        from cellrouter.across import health
-
         if self.cell is not None:
-            health.record_queue_failure(self.cell, error)
+            _health.record_queue_failure(self.cell, error)
         reason = "no answer in time" if error is None else dberror.describe(error)
         return self.unavailable("queue", f"{mask_url(self.transport_url)}: {reason}")
 
     def queue_succeeded(self) -> None:
         if self.cell is not None:
-            from cellrouter.across import health
-
-            health.record_queue_success(self.cell_uuid)
+            _health.record_queue_success(self.cell_uuid)
 
     def dispose(self) -> None:
         """Close pooled database connections and the transport, for good."""
@@ -187,6 +180,62 @@ class CellConnection:
             from cellrouter.cells import messaging
 
             messaging.cleanup_transport(transport)
+
+
+class HealthHooks(Protocol):
+    """What the registry tells cell health and asks it (see :mod:`cellrouter.across.health`).
+
+    Health sits above the registry (its probes use the cells' engines), so it
+    is handed to the registry (:func:`set_health`) rather than imported here.
+    """
+
+    def is_down(self, cell_uuid: str) -> bool: ...
+
+    def refuses(self, cell_uuid: str) -> bool: ...
+
+    def record_failure(self, cell: CellMapping, error: BaseException | None) -> float | None: ...
+
+    def last_failure(self, cell_uuid: str, queue: bool = False) -> BaseException | None: ...
+
+    def queue_refuses(self, cell_uuid: str) -> bool: ...
+
+    def record_queue_failure(self, cell: CellMapping, error: BaseException | None) -> None: ...
+
+    def record_queue_success(self, cell_uuid: str) -> None: ...
+
+
+class _NoHealth:
+    """Nothing known about any cell (before health is set, and in tests of the registry)."""
+
+    def is_down(self, cell_uuid: str) -> bool:
+        return False
+
+    def refuses(self, cell_uuid: str) -> bool:
+        return False
+
+    def record_failure(self, cell: CellMapping, error: BaseException | None) -> float | None:
+        return None
+
+    def last_failure(self, cell_uuid: str, queue: bool = False) -> BaseException | None:
+        return None
+
+    def queue_refuses(self, cell_uuid: str) -> bool:
+        return False
+
+    def record_queue_failure(self, cell: CellMapping, error: BaseException | None) -> None:
+        return None
+
+    def record_queue_success(self, cell_uuid: str) -> None:
+        return None
+
+
+_health: HealthHooks = _NoHealth()
+
+
+def set_health(hooks: HealthHooks) -> None:
+    """Report cell failures to ``hooks`` and ask it which cells are down (runtime wiring)."""
+    global _health
+    _health = hooks
 
 
 # Replaced whole under _lock; read without it.
@@ -295,7 +344,7 @@ def reset() -> None:
     database.reset()
 
 
-def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+def on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
     """Release a cell's connections when it was deleted or its URLs changed.
 
     A rename or a disable keeps them: requests in flight go on undisturbed.
@@ -318,13 +367,9 @@ def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
         release(stale)
 
 
-def _after_fork_in_child() -> None:
-    # Never reuse (or close) the parent's sockets: start empty. The engines'
-    # pools were already detached by cellrouter.db.engine's own fork hook.
+def forget_after_fork() -> None:
+    """In a forked child: start empty, never reusing (or closing) the parent's
+    sockets (the runtime's fork hook detached the engines' pools first)."""
     global _by_key, _local
     _by_key = {}
     _local = None
-
-
-events.subscribe(_on_mapping_changed)
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,14 @@ from cellrouter.conf import get_conf
 from cellrouter.db import dberror
 from cellrouter.url import check_url, mask_url
 
-__all__ = ["Gate", "Unavailable", "create_engine", "parse_db_url", "timeout_connect_args"]
+__all__ = [
+    "Gate",
+    "Unavailable",
+    "create_engine",
+    "detach_after_fork",
+    "parse_db_url",
+    "timeout_connect_args",
+]
 
 #: ``unavailable(error, marks_down)``: the exception to raise for a driver
 #: connection error. ``marks_down`` is True when the database did not answer
@@ -211,11 +217,9 @@ def create_engine(
     return engine
 
 
-def _after_fork_in_child() -> None:
-    # The parent's pooled sockets must never be used (or closed) by the child:
-    # drop them without closing, the child opens its own on first use.
+def detach_after_fork() -> None:
+    """In a forked child: forget the parent's pooled sockets without closing them
+    (they are the parent's); the child opens its own on first use. Called by the
+    runtime's fork hook."""
     for engine in list(_engines):
         engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
