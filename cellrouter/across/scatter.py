@@ -36,6 +36,7 @@ from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
+    "Sentinel",
     "did_not_respond_sentinel",
     "is_cell_failure",
     "scatter_gather_all_cells",
@@ -50,8 +51,9 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Sentinel:
-    """A named singleton result (pickles and copies as itself)."""
+class Sentinel:
+    """The type of :data:`did_not_respond_sentinel`: a named singleton result
+    (pickles and copies as itself)."""
 
     __slots__ = ("_name",)
 
@@ -64,15 +66,15 @@ class _Sentinel:
     def __reduce__(self) -> str:
         return self._name
 
-    def __copy__(self) -> _Sentinel:
+    def __copy__(self) -> Sentinel:
         return self
 
-    def __deepcopy__(self, memo: object) -> _Sentinel:
+    def __deepcopy__(self, memo: object) -> Sentinel:
         return self
 
 
 #: The result of a cell that did not answer within the timeout (or is known to be down).
-did_not_respond_sentinel: Final = _Sentinel("did_not_respond_sentinel")
+did_not_respond_sentinel: Final = Sentinel("did_not_respond_sentinel")
 
 
 def is_cell_failure(value: object) -> bool:
@@ -138,7 +140,7 @@ def _gather(
     fn: Callable[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> dict[str, T | BaseException | _Sentinel]:
+) -> dict[str, T | BaseException | Sentinel]:
     by_uuid = {cell.uuid: cell for cell in cells}
     down = health.down_cells()
     to_run = (
@@ -217,7 +219,7 @@ def scatter_gather_cells(
     fn: Callable[..., T],
     *args: Any,
     **kwargs: Any,
-) -> dict[str, T | BaseException | _Sentinel]:
+) -> dict[str, T | BaseException | Sentinel]:
     """Run ``fn(cctx, *args, **kwargs)`` in every cell in parallel; ``{cell_uuid: result}``.
 
     Waits at most ``timeout`` seconds in total (None: ``[cells]/scatter_timeout``).
@@ -230,7 +232,7 @@ def scatter_gather_cells(
 
 def scatter_gather_all_cells(
     context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> dict[str, T | BaseException | _Sentinel]:
+) -> dict[str, T | BaseException | Sentinel]:
     """:func:`scatter_gather_cells` over every mapped cell (cell0 included)."""
     cells = cell_list.get_all(context)
     return _gather(context, cells, _default_timeout(), fn, args, kwargs)
@@ -238,7 +240,7 @@ def scatter_gather_all_cells(
 
 def scatter_gather_skip_cell0(
     context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> dict[str, T | BaseException | _Sentinel]:
+) -> dict[str, T | BaseException | Sentinel]:
     """:func:`scatter_gather_cells` over every mapped cell except cell0."""
     cells = [cell for cell in cell_list.get_all(context) if not cell.is_cell0()]
     return _gather(context, cells, _default_timeout(), fn, args, kwargs)
@@ -250,6 +252,6 @@ def scatter_gather_single_cell(
     fn: Callable[..., T],
     *args: Any,
     **kwargs: Any,
-) -> dict[str, T | BaseException | _Sentinel]:
+) -> dict[str, T | BaseException | Sentinel]:
     """:func:`scatter_gather_cells` on one cell: a call with a timeout and health tracking."""
     return _gather(context, (cell_mapping,), _default_timeout(), fn, args, kwargs)

@@ -93,6 +93,16 @@ class RequestContext:
         """An oslo.messaging RPC client for ``topic``/``server`` on the targeted cell."""
         return self._connection.rpc_client(topic, server, **kw)
 
+    def rpc_server(
+        self, topic: str, server: str, endpoints: list[Any], executor: str | None = "threading"
+    ) -> Any:
+        """An oslo.messaging RPC server for ``topic``/``server`` on the targeted cell's
+        queue (untargeted: this service's own ``[DEFAULT]/transport_url``), not started.
+
+        This is what a compute agent listens on: ``compute.<host>`` in its cell.
+        """
+        return self._connection.rpc_server(topic, server, endpoints, executor)
+
     def copy(self) -> RequestContext:
         """A shallow copy (cheap: the targeting is shared, not rebuilt)."""
         new = RequestContext.__new__(RequestContext)

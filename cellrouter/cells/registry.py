@@ -154,6 +154,24 @@ class CellConnection:
             client, self, opts.rpc_send_timeout, reply_timeout=kw.get("timeout")
         )
 
+    def rpc_server(
+        self, topic: str, server: str, endpoints: list[Any], executor: str | None = "threading"
+    ) -> Any:
+        """An RPC server for ``(topic, server)`` on this cell's queue (not started).
+
+        It consumes casts and calls for ``topic`` addressed to ``server`` (and
+        to no particular server); the caller starts it, and at shutdown calls
+        ``stop()`` then ``wait()``. A cell without a queue raises CellHasNoQueue.
+        """
+        from cellrouter.cells import messaging
+
+        transport = self.transport
+        if transport is None:
+            raise exception.CellHasNoQueue(cell=self.identity, uuid=self.cell_uuid)
+        return messaging.get_rpc_server(
+            transport, self.transport_url, topic, server, endpoints, executor
+        )
+
     # -- queue health (messaging.QueueOwner) ----------------------------------
 
     def queue_refused(self) -> BaseException | None:

@@ -23,7 +23,7 @@ from cellrouter import exception
 from cellrouter.db import api_schema, cell_schema
 from cellrouter.db.engine import Unavailable, create_engine
 
-__all__ = ["Tier", "downgrade", "run_env", "sync", "version"]
+__all__ = ["Tier", "downgrade", "head", "run_env", "sync", "version"]
 
 LOG = logging.getLogger(__name__)
 
