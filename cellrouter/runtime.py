@@ -32,9 +32,9 @@ from oslo_config import cfg
 from cellrouter import clock, forksafe, workers
 from cellrouter import conf as config
 from cellrouter.across import health
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.db import database, engine
-from cellrouter.index import cell_list, events
+from cellrouter.index import events
 from cellrouter.index.store import STORE, MappingStore
 
 __all__ = ["Runtime", "current", "setup"]
@@ -54,7 +54,11 @@ class Runtime:
 
     def __init__(self) -> None:
         registry.set_health(health)
-        for listener in (registry.on_mapping_changed, health.on_mapping_changed):
+        for listener in (
+            cell_list.on_mapping_changed,
+            registry.on_mapping_changed,
+            health.on_mapping_changed,
+        ):
             events.subscribe(listener)
 
     @property

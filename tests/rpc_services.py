@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cellrouter import exception
-from cellrouter.cells import messaging, routing
+from cellrouter import exception, messaging
+from cellrouter.cells import routing
 from cellrouter.cells.context import RequestContext, get_admin_context
 from cellrouter.db import migration
 from cellrouter.db.cell_schema import instances

@@ -34,11 +34,11 @@ from cellrouter.across.sorting import (
     order_by,
     values_getter,
 )
+from cellrouter.cells import cell_list
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import deleted_filter
 from cellrouter.conf import get_conf
 from cellrouter.db import dberror
-from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = ["CrossCellLister", "Filters", "ListResult", "PageRequest", "column_condition"]

@@ -29,10 +29,10 @@ from typing import Any, Final, TypeVar
 
 from cellrouter import exception, workers
 from cellrouter.across import health
+from cellrouter.cells import cell_list
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.conf import get_conf
 from cellrouter.db import dberror
-from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [

@@ -129,7 +129,7 @@ class CellConnection:
     def _build_transport(self) -> oslo_messaging.Transport | None:
         if not self.transport_url or self.transport_url == NO_TRANSPORT_URL:
             return None
-        from cellrouter.cells import messaging  # oslo.messaging is heavy: import on first use
+        from cellrouter import messaging  # oslo.messaging is heavy: import on first use
 
         return messaging.create_transport(self.transport_url)
 
@@ -139,10 +139,10 @@ class CellConnection:
         Sends retry the broker ``[cells]/rpc_retry`` times (unless ``retry`` is
         given) and return or fail within ``[cells]/rpc_send_timeout``; an
         unreachable broker raises CellUnavailable and is recorded in the
-        cell's health (see :class:`cellrouter.cells.messaging.BoundedRPCClient`).
+        cell's health (see :class:`cellrouter.messaging.BoundedRPCClient`).
         A cell without a queue raises CellHasNoQueue.
         """
-        from cellrouter.cells import messaging
+        from cellrouter import messaging
 
         transport = self.transport
         if transport is None:
@@ -163,7 +163,7 @@ class CellConnection:
         to no particular server); the caller starts it, and at shutdown calls
         ``stop()`` then ``wait()``. A cell without a queue raises CellHasNoQueue.
         """
-        from cellrouter.cells import messaging
+        from cellrouter import messaging
 
         transport = self.transport
         if transport is None:
@@ -195,7 +195,7 @@ class CellConnection:
         with self._lock:
             transport, self._transport = self._transport, _RELEASED
         if transport not in (_UNBUILT, _RELEASED) and transport is not None:
-            from cellrouter.cells import messaging
+            from cellrouter import messaging
 
             messaging.cleanup_transport(transport)
 

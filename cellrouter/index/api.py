@@ -1,5 +1,7 @@
-"""The read contract of the mapping index: what routing, listing and the operator
-verbs ask of it, and all that a cache in front of the API database must answer.
+"""The contracts of the mapping index. :class:`MappingIndex`, the reads: what
+routing, listing and the operator verbs ask of it, and all that a cache in
+front of the API database must answer. :data:`WriteHook`, what runs inside
+each write; and the values bulk writes take and give.
 
 Records are the immutable values of :mod:`cellrouter.index.cell_mapping` and
 friends. A lookup of something not mapped raises the record's ``NotFound``
@@ -11,15 +13,18 @@ database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+import sqlalchemy as sa
 
 from cellrouter.index.build_request import BuildRequest
 from cellrouter.index.cell_mapping import CellMapping
+from cellrouter.index.events import Kind
 from cellrouter.index.host_mapping import HostMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 
-__all__ = ["MappingIndex"]
+__all__ = ["MappingIndex", "NewInstanceMapping", "Unmapped", "WriteHook"]
 
 
 class MappingIndex(Protocol):
@@ -53,3 +58,25 @@ class MappingIndex(Protocol):
         """The cell list's version: it moves with every cell create, update and delete,
         in any process, so a cached cell list is current while this has not moved."""
         ...
+
+
+#: ``hook(conn, kind, keys)``: run by the mapping store inside every write
+#: transaction, once per kind of mapping the write changed (keys: cell uuids,
+#: instance uuids or host names); one that raises rolls the write back.
+WriteHook = Callable[[sa.Connection, Kind, tuple[str, ...]], None]
+
+
+class NewInstanceMapping(NamedTuple):
+    """An instance mapping to create in bulk (its cell is given with the batch)."""
+
+    instance_uuid: str
+    project_id: str
+    user_id: str | None = None
+    queued_for_delete: bool = False
+
+
+class Unmapped(NamedTuple):
+    """The mappings a forced cell delete removed with the cell."""
+
+    instances: int
+    hosts: int

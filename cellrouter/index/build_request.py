@@ -2,7 +2,8 @@
 
 Between the API accepting a boot and the super conductor placing the
 instance in a cell (or burying it in cell0), the instance exists only here
-and as an instance mapping without a cell.
+and as an instance mapping without a cell. Reads and writes are
+:mod:`cellrouter.index.store`'s; the classmethods here call it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,9 @@ import dataclasses
 import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cellrouter import exception
-from cellrouter.db.api_schema import build_requests
-from cellrouter.db.database import api_engine
-from cellrouter.db.types import utcnow
+from cellrouter.index import mapping_store
 
 __all__ = ["BuildRequest"]
 
@@ -41,21 +38,11 @@ class BuildRequest:
 
     @classmethod
     def get_by_instance_uuid(cls, ctx: object, instance_uuid: str) -> BuildRequest:
-        with api_engine().connect() as conn:
-            row = conn.execute(
-                sa.select(build_requests).where(build_requests.c.instance_uuid == instance_uuid)
-            ).first()
-        if row is None:
-            raise exception.BuildRequestNotFound(uuid=instance_uuid)
-        return cls.from_row(row)
+        return mapping_store().build_request(instance_uuid)
 
     @classmethod
     def get_all(cls, ctx: object, project_id: str | None = None) -> list[BuildRequest]:
-        stmt = sa.select(build_requests).order_by(build_requests.c.id)
-        if project_id is not None:
-            stmt = stmt.where(build_requests.c.project_id == project_id)
-        with api_engine().connect() as conn:
-            return [cls.from_row(row) for row in conn.execute(stmt)]
+        return mapping_store().build_requests(project_id)
 
     @classmethod
     def create(
@@ -68,29 +55,13 @@ class BuildRequest:
         block_device_mappings: str | None = None,
         tags: str | None = None,
     ) -> BuildRequest:
-        exception.InvalidValue.require(instance_uuid=instance_uuid, project_id=project_id)
-        values: dict[str, Any] = {
-            "instance_uuid": instance_uuid,
-            "project_id": project_id,
-            "instance": instance,
-            "block_device_mappings": block_device_mappings,
-            "tags": tags,
-            "created_at": utcnow(),
-            "updated_at": None,
-        }
-        try:
-            with api_engine().begin() as conn:
-                result = conn.execute(sa.insert(build_requests).values(values))
-        except sa.exc.IntegrityError:
-            raise exception.BuildRequestExists(uuid=instance_uuid) from None
-        return cls(id=result.inserted_primary_key[0], **values)
+        return mapping_store().create_build_request(
+            instance_uuid=instance_uuid,
+            project_id=project_id,
+            instance=instance,
+            block_device_mappings=block_device_mappings,
+            tags=tags,
+        )
 
     def destroy(self, ctx: object) -> None:
-        with api_engine().begin() as conn:
-            result = conn.execute(
-                sa.delete(build_requests).where(
-                    build_requests.c.instance_uuid == self.instance_uuid
-                )
-            )
-        if result.rowcount == 0:
-            raise exception.BuildRequestNotFound(uuid=self.instance_uuid)
+        mapping_store().delete_build_request(self.instance_uuid)

@@ -1,10 +1,10 @@
 """Cell mappings: cell uuid -> (database URL, transport URL), in the API database.
 
-Records are small immutable values read with SQLAlchemy Core. URLs are stored
-as given (possibly templates, see :mod:`cellrouter.url`) and formatted once,
-when a record is read. Every write goes through :class:`CellMapping`'s
-``create``/``update``/``destroy`` and announces itself on
-:mod:`cellrouter.index.events`.
+Records are small immutable values. URLs are stored as given (possibly
+templates, see :mod:`cellrouter.url`) and formatted once, when a record is
+read. Reading and writing is :mod:`cellrouter.index.store`'s: the Nova-style
+classmethods here (``get_by_uuid``, ``create``, ``update``, ``destroy`` ...)
+are one-line calls into it, kept for every caller that knows them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import dataclasses
 import datetime
 import functools
 import operator
-import uuid as uuidlib
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,14 +22,21 @@ from sqlalchemy.engine import Row
 
 from cellrouter import exception
 from cellrouter.conf import get_conf
-from cellrouter.db.api_schema import cell_mappings, host_mappings, instance_mappings
-from cellrouter.db.database import api_engine
+from cellrouter.db.api_schema import cell_mappings
 from cellrouter.db.engine import parse_db_url
-from cellrouter.db.types import utcnow
-from cellrouter.index import events
+from cellrouter.index import mapping_store
 from cellrouter.url import check_url, format_url, mask_url
 
-__all__ = ["CELL0_UUID", "CellMapping", "format_cell_url", "validate_transport_url"]
+__all__ = [
+    "CELL0_UUID",
+    "CELL_FIELDS",
+    "JOINED_COLUMNS",
+    "NO_TRANSPORT_URL",
+    "CellMapping",
+    "check_cell_values",
+    "format_cell_url",
+    "validate_transport_url",
+]
 
 #: The well-known uuid of cell0, where instances that could not be scheduled live.
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
@@ -52,9 +59,6 @@ _MAX_RECORDS = 4096
 @functools.lru_cache(maxsize=8)
 def _row_getter(prefix: str) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*(prefix + name for name in _ROW_FIELDS))
-
-
-_BY_UUID = sa.select(cell_mappings).where(cell_mappings.c.uuid == sa.bindparam("uuid"))
 
 
 def format_cell_url(template: str, kind: str, strict: bool = True) -> str:
@@ -80,30 +84,38 @@ def validate_transport_url(url: str) -> None:
     well-formed transport URL (:func:`~cellrouter.url.check_url`) that
     oslo.messaging parses, with a driver it knows. Nothing connects."""
     check_url(url, "transport")
-    from cellrouter.cells import messaging  # late: imports oslo.messaging
+    from cellrouter import messaging  # late: imports oslo.messaging
 
     messaging.check_transport_url(url)
 
 
-def _validate(
-    name: str | None = None,
-    database_connection: str | None = _UNSET,
-    transport_url: str | None = _UNSET,
-) -> None:
-    """Raise InvalidValue/InvalidURL for whichever of these values is given and unusable.
+#: the cell fields a write may set
+CELL_FIELDS = frozenset({"name", "database_connection", "transport_url", "disabled"})
+_NAME_LENGTH = typing.cast(sa.String, cell_mappings.c.name.type).length
+
+
+def check_cell_values(values: Mapping[str, Any]) -> None:
+    """Raise InvalidValue/InvalidURL for whichever of these cell fields is given and unusable.
 
     A URL is checked as given first (a template's structure, placeholders
-    standing for valid parts), then as this process fills it in.
+    standing for valid parts), then as this process fills it in. Nothing connects.
     """
-    limit = cell_mappings.c.name.type.length
-    if name is not None and len(name) > limit:
-        raise exception.InvalidValue(what="cell name", reason=f"longer than {limit} characters")
-    if database_connection is not _UNSET:
-        check_url(database_connection or "", "database")
-        parse_db_url(format_cell_url(database_connection or "", "database"))
-    if transport_url is not _UNSET:
-        check_url(transport_url or "", "transport")
-        validate_transport_url(format_cell_url(transport_url or "", "transport"))
+    unknown = sorted(set(values) - CELL_FIELDS)
+    if unknown:
+        raise exception.InvalidValue(what="cell field", reason=", ".join(unknown))
+    name = values.get("name")
+    if name is not None and _NAME_LENGTH is not None and len(name) > _NAME_LENGTH:
+        raise exception.InvalidValue(
+            what="cell name", reason=f"longer than {_NAME_LENGTH} characters"
+        )
+    if "database_connection" in values:
+        url = values["database_connection"] or ""
+        check_url(url, "database")
+        parse_db_url(format_cell_url(url, "database"))
+    if "transport_url" in values:
+        url = values["transport_url"] or ""
+        check_url(url, "transport")
+        validate_transport_url(format_cell_url(url, "transport"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -189,46 +201,22 @@ class CellMapping:
         return record
 
     @classmethod
-    def _select_all(
-        cls, stmt: sa.Select[Any], params: dict[str, Any] | None = None
-    ) -> list[CellMapping]:
-        with api_engine().connect() as conn:
-            return [cls.from_row(row) for row in conn.execute(stmt, params)]
-
-    @classmethod
     def get_by_uuid(cls, ctx: object, cell_uuid: str) -> CellMapping:
-        rows = cls._select_all(_BY_UUID, {"uuid": cell_uuid})
-        if not rows:
-            raise exception.CellMappingNotFound(uuid=cell_uuid)
-        return rows[0]
+        return mapping_store().cell(cell_uuid)
 
     @classmethod
     def get_all(cls, ctx: object) -> list[CellMapping]:
         """Every cell, in creation order (cell0 first when it was mapped first)."""
-        return cls._select_all(sa.select(cell_mappings).order_by(cell_mappings.c.id))
+        return mapping_store().cells()
 
     @classmethod
     def get_by_disabled(cls, ctx: object, disabled: bool) -> list[CellMapping]:
-        return cls._select_all(
-            sa.select(cell_mappings)
-            .where(cell_mappings.c.disabled == bool(disabled))
-            .order_by(cell_mappings.c.id)
-        )
+        return mapping_store().cells_by_disabled(disabled)
 
     @classmethod
     def get_by_project(cls, ctx: object, project_id: str) -> list[CellMapping]:
         """The cells where ``project_id`` has (mapped) instances."""
-        cells_with_project = (
-            sa.select(instance_mappings.c.cell_id)
-            .where(instance_mappings.c.project_id == project_id)
-            .where(instance_mappings.c.cell_id.is_not(None))
-            .distinct()
-        )
-        return cls._select_all(
-            sa.select(cell_mappings)
-            .where(cell_mappings.c.id.in_(cells_with_project))
-            .order_by(cell_mappings.c.id)
-        )
+        return mapping_store().cells_of_project(project_id)
 
     def uses_url(self, kind: str, url: str) -> bool:
         """Whether this cell's ``kind`` ("database"/"transport") URL is ``url``.
@@ -260,7 +248,7 @@ class CellMapping:
             or (transport_url and cell.uses_url("transport", transport_url))
         ]
 
-    # -- writing ------------------------------------------------------------
+    # -- writing (see cellrouter.index.store) ----------------------------------
 
     @classmethod
     def create(
@@ -274,26 +262,13 @@ class CellMapping:
         disabled: bool = False,
     ) -> CellMapping:
         """Map a new cell. URLs are validated (templates after formatting)."""
-        _validate(name, database_connection, transport_url)
-        cell_uuid = uuid or str(uuidlib.uuid4())
-        now = utcnow()
-        values = {
-            "uuid": cell_uuid,
-            "name": name,
-            "database_connection": database_connection,
-            "transport_url": transport_url,
-            "disabled": disabled,
-            "created_at": now,
-            "updated_at": None,
-        }
-        try:
-            with api_engine().begin() as conn:
-                result = conn.execute(sa.insert(cell_mappings).values(values))
-        except sa.exc.IntegrityError:
-            raise exception.CellMappingExists(uuid=cell_uuid) from None
-        values["id"] = result.inserted_primary_key[0]
-        events.mapping_changed("cell", (cell_uuid,))
-        return cls.from_row(values)
+        return mapping_store().create_cell(
+            database_connection=database_connection,
+            transport_url=transport_url,
+            name=name,
+            uuid=uuid,
+            disabled=disabled,
+        )
 
     def update(
         self,
@@ -305,51 +280,16 @@ class CellMapping:
         disabled: bool = _UNSET,
     ) -> CellMapping:
         """Change the given fields only; everything not given keeps its value."""
-        changes: dict[str, Any] = {
-            key: value
-            for key, value in (
-                ("name", name),
-                ("database_connection", database_connection),
-                ("transport_url", transport_url),
-                ("disabled", disabled),
-            )
-            if value is not _UNSET
+        given = {
+            "name": name,
+            "database_connection": database_connection,
+            "transport_url": transport_url,
+            "disabled": disabled,
         }
-        _validate(
-            changes.get("name"),
-            changes.get("database_connection", _UNSET),
-            changes.get("transport_url", _UNSET),
+        return mapping_store().update_cell(
+            self, {key: value for key, value in given.items() if value is not _UNSET}
         )
-        if not changes:
-            return self
-        changes["updated_at"] = utcnow()
-        with api_engine().begin() as conn:
-            result = conn.execute(
-                sa.update(cell_mappings).where(cell_mappings.c.uuid == self.uuid).values(changes)
-            )
-            if result.rowcount == 0:
-                raise exception.CellMappingNotFound(uuid=self.uuid)
-            row = conn.execute(
-                sa.select(cell_mappings).where(cell_mappings.c.uuid == self.uuid)
-            ).one()
-        events.mapping_changed("cell", (self.uuid,))
-        return type(self).from_row(row)
 
     def destroy(self, ctx: object) -> None:
         """Unmap the cell. Its host and instance mappings must be gone first."""
-        try:
-            with api_engine().begin() as conn:
-                result = conn.execute(
-                    sa.delete(cell_mappings).where(cell_mappings.c.uuid == self.uuid)
-                )
-        except sa.exc.IntegrityError:
-            with api_engine().connect() as conn:
-                hosts = conn.execute(
-                    sa.select(host_mappings.c.id).where(host_mappings.c.cell_id == self.id).limit(1)
-                ).first()
-            if hosts is not None:
-                raise exception.CellHasHosts(uuid=self.uuid) from None
-            raise exception.CellHasInstances(uuid=self.uuid) from None
-        if result.rowcount == 0:
-            raise exception.CellMappingNotFound(uuid=self.uuid)
-        events.mapping_changed("cell", (self.uuid,))
+        mapping_store().delete_cell(self)

@@ -1,9 +1,12 @@
-"""Mapping write notifications: the one hook every mapping write goes through.
+"""Mapping write notifications: what a process hears after each committed mapping write.
 
-Every function that writes a cell, instance or host mapping calls
-:func:`mapping_changed` after its transaction commits. Listeners (the
-connection registry today, the mapping cache and the cell-list generation
-tomorrow) subscribe here instead of being called from each write site.
+The mapping store (:mod:`cellrouter.index.store`), the one writer of the
+index, calls :func:`mapping_changed` after each write transaction commits
+(never for one rolled back), once per kind with every key it changed.
+Listeners (the connection registry, cell health, the cached cell list)
+subscribe here instead of being called from each write site. Work that must
+happen inside the write's transaction is a store write hook instead
+(:meth:`~cellrouter.index.store.MappingStore.add_write_hook`).
 """
 
 from __future__ import annotations

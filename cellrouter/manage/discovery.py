@@ -3,11 +3,12 @@
 :func:`discover_hosts` is what ``cellrouter-manage cell_v2 discover_hosts``
 and the scheduler's periodic task run. Per cell it costs a handful of
 statements whatever the number of hosts: one read of the candidate hosts,
-chunked IN reads of their existing mappings, one multi-row "insert, skip
-duplicates", and (compute-node mode) chunked UPDATEs marking the nodes
-mapped. Several processes may discover at once: a host is mapped exactly
-once, nobody fails, and a host already mapped to another cell is reported,
-never moved.
+then in the API database chunked IN reads of their existing mappings and one
+multi-row "insert, skip duplicates" (:meth:`MappingStore.map_hosts
+<cellrouter.index.store.MappingStore.map_hosts>`), and (compute-node mode)
+chunked UPDATEs marking the nodes mapped. Several processes may discover at
+once: a host is mapped exactly once, nobody fails, and a host already mapped
+to another cell is reported, never moved.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -23,11 +24,8 @@ from cellrouter import exception
 from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
 from cellrouter.conf import get_conf
 from cellrouter.db import bulk
-from cellrouter.db.api_schema import cell_mappings, host_mappings
 from cellrouter.db.cell_schema import compute_nodes, services
-from cellrouter.db.database import api_engine
-from cellrouter.db.types import utcnow
-from cellrouter.index import events
+from cellrouter.index import mapping_store
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.url import mask_url
 
@@ -90,41 +88,6 @@ def _candidate_hosts(conn: sa.Connection, by_service: bool) -> list[str]:
     return sorted({host for (host,) in conn.execute(stmt.distinct())})
 
 
-def _mapped_cells(conn: sa.Connection, hosts: Sequence[str]) -> dict[str, str]:
-    """host -> uuid of the cell it is mapped to, for those of ``hosts`` that are mapped."""
-    found: dict[str, str] = {}
-    for chunk in bulk.chunks(hosts):
-        stmt = (
-            sa.select(host_mappings.c.host, cell_mappings.c.uuid)
-            .select_from(
-                host_mappings.join(cell_mappings, host_mappings.c.cell_id == cell_mappings.c.id)
-            )
-            .where(host_mappings.c.host.in_(chunk))
-        )
-        found.update((host, cell_uuid) for host, cell_uuid in conn.execute(stmt))
-    return found
-
-
-def _map_hosts(cell: CellMapping, hosts: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """Map the unmapped ``hosts`` to ``cell`` in one API transaction.
-
-    Returns (hosts this transaction inserted, host -> cell uuid of every
-    mapped host among ``hosts``).
-    """
-    with api_engine().begin() as conn:
-        mapped = _mapped_cells(conn, hosts)
-        missing = [host for host in hosts if host not in mapped]
-        now = utcnow()
-        rows = [{"host": host, "cell_id": cell.id, "created_at": now} for host in missing]
-        inserted = bulk.insert_ignore(conn, host_mappings, rows, host_mappings.c.host)
-        mapped.update(dict.fromkeys(inserted, cell.uuid))
-        raced = [host for host in missing if host not in mapped]
-    if raced:  # mapped by a concurrent run after our read: learn where, now it committed
-        with api_engine().connect() as conn:
-            mapped.update(_mapped_cells(conn, raced))
-    return sorted(inserted), mapped
-
-
 def _mark_nodes_mapped(engine: sa.Engine, hosts: Sequence[str]) -> None:
     """Flag every live, unflagged compute node of ``hosts`` as mapped (chunked UPDATEs)."""
     with engine.begin() as conn:
@@ -156,9 +119,7 @@ def _discover_cell(
         raise bulk.cell_unavailable(cell.identity, exc) from None
     if not hosts:
         return [], []
-    inserted, mapped = bulk.retry_on_deadlock(_map_hosts, cell, hosts)
-    if inserted:
-        events.mapping_changed("host", inserted)
+    inserted, mapped = mapping_store().map_hosts(cell, hosts)
     conflicts = [
         HostConflict(host=host, cell_uuid=cell.uuid, mapped_cell_uuid=mapped[host])
         for host in hosts
@@ -181,11 +142,9 @@ def _discover_cell(
     return inserted, conflicts
 
 
-def _cells_to_scan(ctx: RequestContext, cell_uuid: str | None) -> list[CellMapping]:
-    if cell_uuid is not None:
-        cells: Iterable[CellMapping] = [CellMapping.get_by_uuid(ctx, cell_uuid)]
-    else:
-        cells = CellMapping.get_all(ctx)
+def _cells_to_scan(cell_uuid: str | None) -> list[CellMapping]:
+    store = mapping_store()
+    cells = [store.cell(cell_uuid)] if cell_uuid is not None else store.cells()
     return [cell for cell in cells if not cell.is_cell0()]
 
 
@@ -209,7 +168,7 @@ def discover_hosts(
     conflicts: list[HostConflict] = []
     failed: dict[str, str] = {}
     scanned = 0
-    for cell in _cells_to_scan(ctx, cell_uuid):
+    for cell in _cells_to_scan(cell_uuid):
         try:
             inserted, cell_conflicts = _discover_cell(ctx, cell, by_service)
         except exception.CellUnavailable as exc:

@@ -24,12 +24,11 @@ from oslo_config import cfg
 import cellrouter.conf
 from cellrouter.across import health
 from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.cells.context import get_admin_context
 from cellrouter.db import migration
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.database import api_engine
-from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CellMapping
 
 CELLS = 8

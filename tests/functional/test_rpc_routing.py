@@ -19,7 +19,8 @@ from oslo_config import cfg
 from rpc_services import Deployment, Recorder, RoutedRPCBehaviour, Services
 
 import cellrouter.conf
-from cellrouter.cells import messaging, registry, routing
+from cellrouter import messaging
+from cellrouter.cells import registry, routing
 from cellrouter.db import migration
 from cellrouter.url import format_url, url_parts
 

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from cellrouter import exception
+from cellrouter import exception, messaging
 from cellrouter.across import health
-from cellrouter.cells import messaging, registry
+from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.cells.instance import get_instance
 from cellrouter.db import database

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from cellrouter import forksafe
-from cellrouter.cells import messaging, registry
+from cellrouter import forksafe, messaging
+from cellrouter.cells import cell_list, registry
 from cellrouter.db import database, engine
-from cellrouter.index import cell_list, events
+from cellrouter.index import events
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:Using fork\(\) is a bad idea:DeprecationWarning")
 

@@ -35,13 +35,12 @@ from cellrouter.across import health
 from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
 from cellrouter.across.lister import CrossCellLister, ListResult, PageRequest, _CellQuery
 from cellrouter.across.sorting import after_marker, build_sort_spec, order_by, values_getter
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.conf import get_conf
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances, services
 from cellrouter.db.database import api_engine
-from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 

@@ -1,4 +1,4 @@
-"""cellrouter.cells.messaging on oslo.messaging's in-memory ``fake://`` driver.
+"""cellrouter.messaging on oslo.messaging's in-memory ``fake://`` driver.
 
 Two fake cells (``fake://cell1/`` and ``fake://cell2/``) each run an RPC server
 for compute host ``host1``; the fake driver ignores virtual hosts and shares
@@ -18,8 +18,8 @@ from oslo_config import cfg
 from rpc_services import Deployment, Recorder, RoutedRPCBehaviour, Services
 
 import cellrouter.conf
-from cellrouter import exception
-from cellrouter.cells import messaging, routing
+from cellrouter import exception, messaging
+from cellrouter.cells import routing
 
 CELL1_URL = "fake://cell1/"
 CELL2_URL = "fake://cell2/"
@@ -120,7 +120,7 @@ def test_cleanup_never_raises_and_masks(caplog: pytest.LogCaptureFixture) -> Non
         raise RuntimeError("lost rabbit://admin:s3cret@mq9/")
 
     transport.cleanup = boom  # type: ignore[method-assign]
-    with caplog.at_level(logging.DEBUG, logger="cellrouter.cells.messaging"):
+    with caplog.at_level(logging.DEBUG, logger="cellrouter.messaging"):
         messaging.cleanup_transport(transport)
     assert "s3cret" not in caplog.text
     assert "fake://admin:****@cell9/" in caplog.text

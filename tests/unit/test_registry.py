@@ -257,7 +257,7 @@ def test_release_retain_only_and_reset(
 def test_release_cleans_up_a_built_transport(
     make_cells: MakeCells, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cellrouter.cells import messaging
+    from cellrouter import messaging
 
     (cell,) = make_cells(1)
     conn = registry.get(cell)

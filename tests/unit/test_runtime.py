@@ -13,8 +13,7 @@ from oslo_config import cfg
 import cellrouter
 from cellrouter import clock, runtime
 from cellrouter.across import health
-from cellrouter.cells import registry
-from cellrouter.index import cell_list
+from cellrouter.cells import cell_list, registry
 
 PACKAGE = Path(cellrouter.__file__).resolve().parent
 #: The folders in layer order: a module may import its own folder, the folders
@@ -151,9 +150,7 @@ def test_the_runtime_knows_its_parts(conf: cfg.ConfigOpts) -> None:
     assert alive >= idle >= 0
 
 
-def test_health_reads_the_runtime_clock(
-    conf: cfg.ConfigOpts, make_cells: object
-) -> None:
+def test_health_reads_the_runtime_clock(conf: cfg.ConfigOpts, make_cells: object) -> None:
     conf.set_override("cell_down_interval", 30, group="cells")
     (cell,) = make_cells(1)  # type: ignore[operator]
 
@@ -176,9 +173,7 @@ def test_health_reads_the_runtime_clock(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_starts_empty(
-    conf: cfg.ConfigOpts, make_cells: object
-) -> None:
+def test_a_forked_child_starts_empty(conf: cfg.ConfigOpts, make_cells: object) -> None:
     (cell,) = make_cells(1)  # type: ignore[operator]
     registry.get(cell)
     health.record_failure(cell, None)

@@ -25,10 +25,9 @@ from cellrouter.across.scatter import (
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.exception import CellUnavailable
-from cellrouter.index import cell_list
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]

@@ -22,9 +22,8 @@ import servers
 import cellrouter
 import cellrouter.conf
 from cellrouter.across import health
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.db import migration
-from cellrouter.index import cell_list
 from cellrouter.url import format_url, url_parts
 from faults import harness
 

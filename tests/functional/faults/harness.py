@@ -31,12 +31,11 @@ import cellrouter
 from cellrouter import exception
 from cellrouter.across import health
 from cellrouter.across.lister import ListResult
-from cellrouter.cells import registry
+from cellrouter.cells import cell_list, registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import get_instance
 from cellrouter.db.api_schema import cell_mappings, instance_mappings
 from cellrouter.db.cell_schema import instances
-from cellrouter.index import cell_list
 from faults.proxy import TcpProxy
 
 # -- the configured bounds ([cells] overrides) and what the tests derive from them --------

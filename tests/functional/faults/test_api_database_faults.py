@@ -8,7 +8,7 @@ from typing import Any
 
 import cellrouter
 from cellrouter import exception
-from cellrouter.index import cell_list
+from cellrouter.cells import cell_list
 from faults import harness
 from faults.harness import Deployment, Load
 

@@ -1,4 +1,8 @@
-"""CellMapping, InstanceMapping, HostMapping and BuildRequest on an SQLite API DB."""
+"""CellMapping, InstanceMapping, HostMapping and BuildRequest on every backend.
+
+Every test asking for ``api_db`` or ``make_cells`` runs once per backend of
+``tests/backends.py`` (SQLite, MariaDB, PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -616,6 +620,8 @@ def test_build_request_duplicate_is_a_cellrouter_error(
         BuildRequest.create(admin_ctx, instance_uuid=iuuid, project_id="p")
 
 
+# SQLite only: it checks where the SQLite files of the unit fixtures live.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_sqlite_cell_paths_are_per_test(make_cells: MakeCells, tmp_path: Path) -> None:
     cells = make_cells(2)
     assert [c.database_connection for c in cells] == [

@@ -1,8 +1,9 @@
-"""``cellrouter-manage cell_v2`` through the real console script, on SQLite.
+"""``cellrouter-manage cell_v2`` through the real console script, on every backend.
 
 Every exit code of every cell_v2 command is provoked here. Databases are set
-up in-process (fixtures of ``tests/unit/conftest.py``); the CLI runs as a
-separate process with a config file pointing at the same SQLite files.
+up in-process on the ``backend`` of ``tests/backends.py`` (SQLite, MariaDB,
+PostgreSQL; fixtures of ``tests/conftest.py``); the CLI runs as a separate
+process with a config file pointing at the same databases.
 Every run is recorded and, at teardown, checked for clear-text passwords:
 only ``list_cells --verbose`` may show them.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from backends import Backend
 
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.db import migration
@@ -107,11 +109,9 @@ def codes(runs: Sequence[Run]) -> list[int]:
 
 
 @pytest.fixture
-def local_db(tmp_path: Path) -> str:
-    """``[database]/connection`` of the CLI: a migrated SQLite cell database."""
-    url = sqlite_url(tmp_path / "nova.db")
-    migration.sync("cell", url)
-    return url
+def local_db(backend: Backend) -> str:
+    """``[database]/connection`` of the CLI: a migrated cell database (SQLite: ``nova.db``)."""
+    return backend.migrated("cell", "nova")
 
 
 @pytest.fixture
@@ -154,10 +154,6 @@ def mapped_hosts(ctx: RequestContext) -> dict[str, str]:
     return {m.host: m.cell_mapping.uuid for m in HostMapping.get_all(ctx)}
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -166,14 +162,14 @@ def new_uuid() -> str:
 
 
 def test_map_cell0_created_then_already_mapped(
-    cli: Cli, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, admin_ctx: RequestContext, backend: Backend, local_db: str
 ) -> None:
     first, second = cli("map_cell0"), cli("map_cell0")
     assert (first.code, second.code) == (0, 0)
     assert "mapped" in first.stdout and "already" in second.stdout
     cell0 = CellMapping.get_by_uuid(admin_ctx, CELL0_UUID)
     assert cell0.transport_url == NO_TRANSPORT_URL
-    assert cell0.database_connection == sqlite_url(tmp_path / "nova_cell0.db")
+    assert cell0.database_connection == backend.sibling(local_db, "_cell0")
 
 
 @pytest.mark.parametrize(
@@ -196,7 +192,7 @@ def test_default_cell0_url(conf: Any, configured: str, cell0: str) -> None:
 
 
 def test_create_cell_exit_codes(
-    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, backend: Backend
 ) -> None:
     [cell1] = make_cells(1)
     created = cli(
@@ -204,7 +200,7 @@ def test_create_cell_exit_codes(
         "--name",
         "new",
         "--database-connection",  # the other spelling of --database_connection
-        sqlite_url(tmp_path / "new.db"),
+        backend.url("new"),
         "--transport_url",
         f"fake://u:{MQ_SECRET}@new/",
         "--disabled",
@@ -215,7 +211,7 @@ def test_create_cell_exit_codes(
     assert (new.name, new.disabled) == ("new", True)
 
     no_mq = cli.variant("no-mq.conf", "DEFAULT", "transport_url", None)
-    fresh_db = sqlite_url(tmp_path / "other.db")
+    fresh_db = backend.url("other")
     runs = [
         no_mq("create_cell", "--database_connection", fresh_db),
         cli("create_cell", "--database_connection", "no-such-dialect://x/y"),
@@ -265,21 +261,21 @@ def test_list_cells_sorted_and_masked(
 
 
 def test_update_cell_exit_codes(
-    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, backend: Backend
 ) -> None:
     cell1, cell2 = make_cells(2)
     CellMapping.create(
         admin_ctx,
         uuid=CELL0_UUID,
         name="cell0",
-        database_connection=sqlite_url(tmp_path / "cell0.db"),
+        database_connection=backend.url("cell0"),
         transport_url=NO_TRANSPORT_URL,
     )
     # a running process already talks to cell1
     with target_cell(admin_ctx, cell1) as cctx:
-        assert cctx.engine.url.database == str(tmp_path / "cell1.db")
+        assert cctx.engine.url.database == sa.make_url(cell1.database_connection).database
 
-    moved_db = sqlite_url(tmp_path / "moved.db")
+    moved_db = backend.url("moved")
     renamed = cli("update_cell", "--cell_uuid", cell1.uuid, "--name", "renamed")
     assert renamed.code == 0, renamed.output
     after = CellMapping.get_by_uuid(admin_ctx, cell1.uuid)
@@ -301,7 +297,7 @@ def test_update_cell_exit_codes(
     assert (after.database_connection, after.disabled) == (moved_db, True)
     # ... and sees the new URL on its next targeting, without a restart
     with target_cell(admin_ctx, after) as cctx:
-        assert cctx.engine.url.database == str(tmp_path / "moved.db")
+        assert cctx.engine.url.database == sa.make_url(moved_db).database
 
     failures = cli.many(
         ["update_cell", "--cell_uuid", new_uuid(), "--name", "x"],
@@ -357,12 +353,12 @@ def test_delete_cell_exit_codes(
 
 
 def test_delete_cell_force_writes_nothing_when_the_cell_db_fails(
-    cli: Cli, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, admin_ctx: RequestContext, backend: Backend
 ) -> None:
     dead = CellMapping.create(
         admin_ctx,
         name="dead",
-        database_connection=sqlite_url(tmp_path / "missing-dir" / "dead.db"),
+        database_connection=backend.missing("dead"),
         transport_url="fake://dead/",
     )
     HostMapping.create(admin_ctx, host="h1", cell_mapping=dead)
@@ -447,8 +443,9 @@ def test_map_cell_and_hosts_exit_codes(cli: Cli, local_db: str, admin_ctx: Reque
 
 
 def test_simple_cell_setup_exit_codes(
-    cli: Cli, local_db: str, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, local_db: str, admin_ctx: RequestContext, backend: Backend
 ) -> None:
+    backend.create(backend.sibling(local_db, "_cell0"))  # a server's cell0 database exists
     no_hosts = cli("simple_cell_setup")
     assert no_hosts.code == 1 and "No compute hosts" in no_hosts.stderr, no_hosts.output
     assert CellMapping.get_all(admin_ctx) == []  # nothing done
@@ -478,13 +475,13 @@ def test_verify_instance_exit_codes(
     make_cells: MakeCells,
     make_instance: MakeInstance,
     admin_ctx: RequestContext,
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     [cell] = make_cells(1)
     down = CellMapping.create(
         admin_ctx,
         name="down",
-        database_connection=sqlite_url(tmp_path / "no-such-dir" / "down.db"),
+        database_connection=backend.missing("down"),
         transport_url="fake://down/",
     )
     alive = make_instance(cell)
@@ -543,7 +540,7 @@ def test_list_hosts_and_delete_host_exit_codes(
 def test_delete_host_of_a_cell_sharing_the_api_database(
     cli: Cli, api_db: str, admin_ctx: RequestContext
 ) -> None:
-    """One SQLite file holding both tiers (development): no wait on its own write lock."""
+    """One database holding both tiers (development; SQLite: no wait on its own write lock)."""
     migration.sync("cell", api_db)
     cell = CellMapping.create(
         admin_ctx, name="dev", database_connection=api_db, transport_url="fake://dev/"
@@ -658,14 +655,14 @@ def test_map_instances_shows_progress_only_on_a_terminal(
 
 
 def test_update_cell_enable_empty_name_and_cell0_queue(
-    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, make_cells: MakeCells, admin_ctx: RequestContext, backend: Backend
 ) -> None:
     (cell,) = make_cells(1, disabled=True)
     CellMapping.create(
         admin_ctx,
         uuid=CELL0_UUID,
         name="cell0",
-        database_connection=sqlite_url(tmp_path / "cell0.db"),
+        database_connection=backend.url("cell0"),
         transport_url=NO_TRANSPORT_URL,
     )
     runs = [
@@ -687,10 +684,10 @@ def test_update_cell_enable_empty_name_and_cell0_queue(
 
 
 def test_create_cell_takes_url_templates(
-    cli: Cli, admin_ctx: RequestContext, tmp_path: Path
+    cli: Cli, admin_ctx: RequestContext, backend: Backend
 ) -> None:
     """Templates are checked once filled from this host's config, as the library does."""
-    db_template = f"sqlite:///{tmp_path}/{{path}}-t1.db"  # {path}: the config's file name
+    db_template = backend.url("{path}-t1")  # {path}: the config's database (file) name
     runs = [
         cli(
             "create_cell",
@@ -706,7 +703,7 @@ def test_create_cell_takes_url_templates(
             "--name",
             "t2",
             "--database_connection",
-            sqlite_url(tmp_path / "t2.db"),
+            backend.url("t2"),
             "--transport-url",
             "{scheme}://{username}:{password}@{hostname}/{nosuchfield}",
         ),

@@ -2,9 +2,10 @@
 
 Every all-cells scatter needs it; reading ``cell_mappings`` each time would
 cost an API database round trip per request. A cell write in this process
-(see :mod:`cellrouter.index.events`) drops the cache at once; writes by other
-processes are seen within :data:`TTL` seconds. Each refresh also releases the
-pooled connections of cells that are no longer mapped.
+drops the cache at once (the runtime subscribes :func:`on_mapping_changed`
+to the index's notices); writes by other processes are seen within
+:data:`TTL` seconds. Each refresh also releases the pooled connections of
+cells that are no longer mapped.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Final
 from cellrouter import forksafe
 from cellrouter.cells import registry
 from cellrouter.conf import get_conf
-from cellrouter.index import events
 from cellrouter.index.cell_mapping import CellMapping
 
-__all__ = ["TTL", "get_all", "invalidate"]
+__all__ = ["TTL", "get_all", "invalidate", "on_mapping_changed"]
 
 #: Seconds a fetched cell list is reused.
 TTL: Final = 5.0
@@ -53,9 +53,7 @@ def invalidate() -> None:
         _cache = None
 
 
-def _on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+def on_mapping_changed(kind: str, keys: tuple[str, ...]) -> None:
+    """A cell was written in this process: the next call reads the API database."""
     if kind == "cell":
         invalidate()
-
-
-events.subscribe(_on_mapping_changed)
