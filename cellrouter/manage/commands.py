@@ -158,7 +158,7 @@ def default_cell0_url() -> str:
         if name in ("", ":memory:"):
             raise ConfigurationError(
                 reason="cell0's database cannot be derived from an in-memory SQLite "
-                "[database]/connection; pass --database_connection"
+                "[database]/connection: give its URL explicitly"
             )
         path = pathlib.PurePath(name)
         name = str(path.with_name(f"{path.stem}_cell0{path.suffix}"))
@@ -233,7 +233,7 @@ def update_cell(
     connection registry is keyed by the cell's URLs.
     """
     if disable and enable:
-        raise ConflictingOptions(options="--disable and --enable")
+        raise ConflictingOptions(options=("disable", "enable"))
     store = mapping_store()
     cell = store.cell(cell_uuid)
     if (disable or enable) and cell.is_cell0():
