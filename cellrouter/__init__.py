@@ -34,9 +34,6 @@ from cellrouter.cells.instance import (
 )
 from cellrouter.cells.routing import Route, call_instance, cast_instance, route_instance
 from cellrouter.conf import CONF
-from cellrouter.db.migration import head as schema_head
-from cellrouter.db.migration import sync as sync_schema
-from cellrouter.db.migration import version as schema_version
 from cellrouter.index.build_request import BuildRequest
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 from cellrouter.index.host_mapping import HostMapping
@@ -86,8 +83,12 @@ __all__ = [
     "update_instance",
 ]
 
-#: Operator-side names, imported on first use (they pull in the operator verbs).
+#: Names imported on first use: the operator verbs, and alembic behind the schema
+#: functions, cost most of an import a request path never needs.
 _LAZY = {
+    "schema_head": ("cellrouter.db.migration", "head"),
+    "schema_version": ("cellrouter.db.migration", "version"),
+    "sync_schema": ("cellrouter.db.migration", "sync"),
     "command": ("cellrouter.manage.commands", None),
     "start_periodic_discovery": ("cellrouter.manage.discovery", "start_periodic_discovery"),
     "PeriodicDiscovery": ("cellrouter.manage.discovery", "PeriodicDiscovery"),
