@@ -15,7 +15,7 @@ against two REFERENCE numbers that are NOT measured by this script: Nova's
 discovering 300 hosts in about 2.25 s on the same machine (larger sizes
 extrapolated linearly from those). Target: >= 100x.
 
-    /work/venv/bin/python bench/bench_operators.py [--runs 3] [--quick]
+    python bench/bench_operators.py [--runs 3] [--quick]
 """
 
 from __future__ import annotations

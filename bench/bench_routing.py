@@ -17,7 +17,7 @@ parameters (best-practice Core), not statements rebuilt per call.
 If a target is missed (or with ``--profile``) the show path is taken apart step
 by step and run under cProfile. Exit status 1 means a target was missed.
 
-    /work/venv/bin/python bench/bench_routing.py [--cells 4] [--instances 12000]
+    python bench/bench_routing.py [--cells 4] [--instances 12000]
 """
 
 from __future__ import annotations
