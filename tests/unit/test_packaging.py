@@ -35,11 +35,10 @@ def test_wheel_ships_migrations_as_package_data(tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(unpacked)
     script = (
         "import cellrouter, sys\n"
-        "from cellrouter import migration\n"
         f"assert cellrouter.__file__.startswith({str(unpacked)!r}), cellrouter.__file__\n"
         "for tier in ('api', 'cell'):\n"
         f"    url = 'sqlite:///{tmp_path}/' + tier + '.db'\n"
-        "    print(migration.sync(tier, url))\n"
+        "    print(cellrouter.sync_schema(tier, url))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(unpacked))
     proc = subprocess.run(
