@@ -25,6 +25,12 @@ from cellrouter.across.scatter import (
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
+from cellrouter.cells.compute_node import (
+    ComputeNode,
+    add_compute_usage,
+    get_compute_nodes,
+    register_compute_node,
+)
 from cellrouter.cells.context import RequestContext, get_admin_context, set_target_cell, target_cell
 from cellrouter.cells.instance import (
     create_instance,
@@ -32,21 +38,25 @@ from cellrouter.cells.instance import (
     get_instance,
     update_instance,
 )
+from cellrouter.cells.instance_fault import get_instance_faults, record_instance_fault
 from cellrouter.cells.routing import Route, call_instance, cast_instance, route_instance
 from cellrouter.conf import CONF
 from cellrouter.index.build_request import BuildRequest
+from cellrouter.index.cache_stats import CacheStats
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 from cellrouter.index.host_mapping import HostMapping
 from cellrouter.index.instance_mapping import InstanceMapping
-from cellrouter.runtime import setup
+from cellrouter.runtime import cache_stats, reload, reload_on_sighup, setup
 from cellrouter.url import mask_url
 
 __all__ = [
     "CELL0_UUID",
     "CONF",
     "BuildRequest",
+    "CacheStats",
     "CellHealth",
     "CellMapping",
+    "ComputeNode",
     "DiscoveryResult",
     "HostMapping",
     "InstanceMapping",
@@ -55,6 +65,8 @@ __all__ = [
     "RequestContext",
     "Route",
     "Sentinel",
+    "add_compute_usage",
+    "cache_stats",
     "call_instance",
     "cast_instance",
     "cell_health",
@@ -64,10 +76,16 @@ __all__ = [
     "did_not_respond_sentinel",
     "exception",
     "get_admin_context",
+    "get_compute_nodes",
     "get_instance",
+    "get_instance_faults",
     "is_cell_failure",
     "list_instances",
     "mask_url",
+    "record_instance_fault",
+    "reload",
+    "reload_on_sighup",
+    "register_compute_node",
     "route_instance",
     "scatter_gather_all_cells",
     "scatter_gather_cells",

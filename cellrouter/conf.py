@@ -3,6 +3,10 @@
 ``CONF`` is the library's own :class:`oslo_config.cfg.ConfigOpts`. An
 embedding service that has its own ``ConfigOpts`` passes it to :func:`setup`;
 from then on the library reads that object (see :func:`get_conf`).
+
+Logging is the service's: oslo.log's options are registered on ``CONF`` only
+by ``cellrouter-manage`` (:mod:`cellrouter.manage.cli_logging`), never on a
+service's ``ConfigOpts``, and nothing here sets logging up.
 """
 
 from __future__ import annotations
@@ -172,10 +176,74 @@ cells_opts: list[cfg.Opt] = [
         help="When a cell is down, list the other cells and flag the result "
         "partial (True) or fail the whole list (False).",
     ),
+    cfg.FloatOpt(
+        "refresh_interval",
+        default=1.0,
+        min=0.0,
+        help="Seconds between checks of the API database's cell generation "
+        "(one tiny query): when another process created, changed or deleted "
+        "a cell, the cell list is reloaded and the changed cells' connections "
+        "are replaced. 0 checks on every use of the cell list.",
+    ),
     cfg.BoolOpt(
         "instance_list_per_project_cells",
         default=False,
         help="A project-scoped list queries only the cells where the project has instances.",
+    ),
+]
+
+cache_group = cfg.OptGroup(
+    "cache",
+    title="Mapping cache",
+    help="The dogpile.cache region in front of the API database's instance -> "
+    "cell and host -> cell lookups. Every mapping write made through "
+    "cellrouter invalidates what it changed; a memcached or Redis backend "
+    "shares the cache (and its invalidations) between processes.",
+)
+cache_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "backend",
+        default="memory",
+        help="Where lookups are cached: 'memory' (this process only), "
+        "'memcached' (pymemcache), 'redis', 'null' (no cache), or any "
+        "dogpile.cache backend name such as 'dogpile.cache.redis'. Services "
+        "running several processes that write mappings should share "
+        "memcached or Redis: a memory cache hears only its own process's "
+        "writes (other processes' changes are then seen after "
+        "expiration_time, or at once for a move detected on use).",
+    ),
+    cfg.IntOpt(
+        "expiration_time",
+        default=600,
+        min=1,
+        help="Seconds a cached lookup is trusted.",
+    ),
+    cfg.StrOpt(
+        "key_prefix",
+        default="cellrouter:",
+        help="Prefix of every cache key, so deployments can share one server.",
+    ),
+    cfg.MultiStrOpt(
+        "backend_argument",
+        default=[],
+        secret=True,
+        help="Arguments for the backend, 'name:value', repeatable; e.g. "
+        "'url:127.0.0.1:11211' for memcached or 'url:redis://127.0.0.1:6379/0' "
+        "for Redis (the default when none is given: localhost's standard port).",
+    ),
+    cfg.FloatOpt(
+        "timeout",
+        default=0.5,
+        min=0.01,
+        help="Seconds a memcached or Redis operation (and connecting) may "
+        "take before the cache is treated as down.",
+    ),
+    cfg.FloatOpt(
+        "retry_interval",
+        default=5.0,
+        min=0.0,
+        help="Seconds lookups go straight to the API database after the cache "
+        "backend failed, before it is tried again.",
     ),
 ]
 
@@ -195,6 +263,7 @@ _GROUPED_OPTS: list[tuple[cfg.OptGroup | None, list[cfg.Opt]]] = [
     (api_database_group, api_database_opts),
     (database_group, database_opts),
     (cells_group, cells_opts),
+    (cache_group, cache_opts),
     (scheduler_group, scheduler_opts),
 ]
 
@@ -250,7 +319,8 @@ def setup(
     ``[DEFAULT]/transport_url`` must be well-formed URLs
     (:func:`~cellrouter.url.check_url`, syntax only: nothing is imported or
     connected); otherwise :class:`~cellrouter.exception.ConfigurationError`
-    names the option, with the URL masked.
+    names the option, with the URL masked. (The runtime's setup hook also
+    checks ``[cache]/backend``.)
     """
     global _active
     target = conf if conf is not None else CONF

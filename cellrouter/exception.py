@@ -44,6 +44,7 @@ __all__ = [
     "CellMappingExists",
     "CellMappingNotFound",
     "CellRouterError",
+    "CellDatabaseMissing",
     "CellUnavailable",
     "ConfigurationError",
     "Conflict",
@@ -310,6 +311,18 @@ class CellUnavailable(Unavailable):
     @property
     def cell_uuid(self) -> str | None:
         return self.kwargs.get("uuid")
+
+
+class CellDatabaseMissing(CellUnavailable):
+    """A cell's database server answers, but the database does not exist on it.
+
+    ``kwargs`` also carry ``database``: the name of the database to create.
+    """
+
+    msg_fmt = (
+        "Cell {cell} is unavailable: its database {database} does not exist on the "
+        "database server: create it"
+    )
 
 
 class ApiDatabaseUnavailable(Unavailable):

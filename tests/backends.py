@@ -49,8 +49,9 @@ import sqlalchemy as sa
 from migration_behaviour import METADATA, VERSION_TABLES
 
 from cellrouter.across import health
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.db import migration
+from cellrouter.index.cached_index import CACHED_INDEX
 
 _FUNCTIONAL = Path(__file__).resolve().parent / "functional"
 if str(_FUNCTIONAL) not in sys.path:  # ``import servers``, as tests/functional does
@@ -410,7 +411,7 @@ class ServerBackend(Backend):
         """
         registry.reset()
         health.reset()
-        cell_list.invalidate()
+        CACHED_INDEX.reset()
         leased = self._leased
         errors = at_once(lambda url: leased[url].give_back(url), list(leased))
         errors += at_once(self.server.drop, self._created)

@@ -22,6 +22,7 @@ from cellrouter.conf import get_conf
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances
 from cellrouter.db.database import api_engine
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
@@ -49,12 +50,13 @@ MAPPING_FIELDS = ("uuid", "project_id", "user_id", "created_at")
 
 
 def full_sort(keys: Sequence[str], dirs: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Nova's reading of sort params: missing dirs take the first one (or desc), uuid last."""
+    """Nova's reading of sort params: missing dirs take the first one (or desc), then
+    ``uuid asc`` unless uuid is a key already (Nova's ``InstanceSortContext``)."""
     first = dirs[0] if dirs else "desc"
     keys, dirs = list(keys), list(dirs) + [first] * (len(keys) - len(dirs))
     if "uuid" not in keys:
         keys.append("uuid")
-        dirs.append(first)
+        dirs.append("asc")
     return keys, dirs
 
 
@@ -104,6 +106,8 @@ class ListingWorld:
             conn.execute(sa.delete(instance_mappings))
             if placed:
                 conn.execute(sa.insert(instance_mappings), [mapping for _, _, mapping in placed])
+        # Written behind the mapping store's back (bulk speed): forget cached lookups.
+        CACHED_INDEX.cache.clear_local()
         for index, cell in enumerate(self.cells):
             rows = [row for at, row, _ in placed if at == index]
             if rows:
@@ -257,7 +261,7 @@ def check_string_and_null_order(world: ListingWorld) -> None:
     ctx = get_admin_context()
     for direction in ("asc", "desc"):
         expected = expected_order(
-            [row for _, row, _ in placed], ["display_name", "uuid"], [direction] * 2
+            [row for _, row, _ in placed], *full_sort(["display_name"], [direction])
         )
         walked: list[Any] = []
         marker = None

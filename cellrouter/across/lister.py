@@ -34,11 +34,11 @@ from cellrouter.across.sorting import (
     order_by,
     values_getter,
 )
-from cellrouter.cells import cell_list
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import deleted_filter
 from cellrouter.conf import get_conf
 from cellrouter.db import dberror
+from cellrouter.index import mapping_index
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = ["CrossCellLister", "Filters", "ListResult", "PageRequest", "column_condition"]
@@ -276,7 +276,7 @@ class CrossCellLister:
             unique_key=self.unique_key,
         )
         query = self._query(spec, columns, self.filter_conditions(ctx, filters))
-        cell_tuple = tuple(cell_list.get_all(ctx) if cells is None else cells)
+        cell_tuple = tuple(mapping_index().cells() if cells is None else cells)
         if limit == 0 or not cell_tuple:
             return ListResult(rows=[])
         request = PageRequest(spec, filters, cell_tuple, limit, timeout, down_cell_records)

@@ -29,10 +29,10 @@ from typing import Any, Final, TypeVar
 
 from cellrouter import exception, workers
 from cellrouter.across import health
-from cellrouter.cells import cell_list
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.conf import get_conf
 from cellrouter.db import dberror
+from cellrouter.index import mapping_index
 from cellrouter.index.cell_mapping import CellMapping
 
 __all__ = [
@@ -234,7 +234,7 @@ def scatter_gather_all_cells(
     context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
 ) -> dict[str, T | BaseException | Sentinel]:
     """:func:`scatter_gather_cells` over every mapped cell (cell0 included)."""
-    cells = cell_list.get_all(context)
+    cells = mapping_index().cells()
     return _gather(context, cells, _default_timeout(), fn, args, kwargs)
 
 
@@ -242,7 +242,7 @@ def scatter_gather_skip_cell0(
     context: RequestContext, fn: Callable[..., T], *args: Any, **kwargs: Any
 ) -> dict[str, T | BaseException | Sentinel]:
     """:func:`scatter_gather_cells` over every mapped cell except cell0."""
-    cells = [cell for cell in cell_list.get_all(context) if not cell.is_cell0()]
+    cells = [cell for cell in mapping_index().cells() if not cell.is_cell0()]
     return _gather(context, cells, _default_timeout(), fn, args, kwargs)
 
 

@@ -13,7 +13,9 @@ Python, so all of them must agree on the order:
   sorts the same and accepts the collation.
 * The unique key (uuid) is always the last key, so the order is total and a
   marker row is an exact position: "rows after the marker" is a keyset
-  condition every cell can evaluate, NULL-aware.
+  condition every cell can evaluate, NULL-aware. Like Nova's
+  ``InstanceSortContext``, an appended uuid is always ascending, whatever the
+  direction of the other keys (a uuid the caller sorts on keeps its direction).
 
 An expression of ``None`` in the functions below stands for a column a source
 does not have (e.g. an API-database mapping standing in for an instance row):
@@ -48,6 +50,8 @@ __all__ = [
 ]
 
 _DIRECTIONS = {"asc": False, "desc": True}
+#: The direction of an appended unique key: always ascending, as in Nova.
+_UNIQUE_KEY_DIR = "asc"
 #: Types whose database order is not Python's (prefix-sorted blobs, documents).
 _UNSORTABLE_TYPES = (sa.Text, sa.LargeBinary, sa.JSON, sa.PickleType, sa.ARRAY)
 
@@ -87,7 +91,7 @@ def build_sort_spec(
 
     No keys: ``default_keys``. No directions: ``default_dir`` for every key;
     fewer directions than keys: the first direction for the rest. The unique
-    key is appended (first direction) unless given. Raises
+    key is appended ascending unless given (Nova appends ``uuid asc``). Raises
     :class:`~cellrouter.exception.InvalidSortKey` for unknown or unsortable
     columns, keys given twice, bad directions, or more directions than keys.
     """
@@ -104,7 +108,7 @@ def build_sort_spec(
     dirs += [first] * (len(keys) - len(dirs))
     if unique_key not in keys:
         keys.append(unique_key)
-        dirs.append(first)
+        dirs.append(_UNIQUE_KEY_DIR)
     seen: set[str] = set()
     for key in keys:
         if not isinstance(key, str) or key not in table.c:
@@ -276,14 +280,26 @@ def merge_key_function(descending: tuple[bool, ...]) -> Callable[[Sequence[Any]]
 def merge_order(descending: tuple[bool, ...]) -> tuple[Callable[[Sequence[Any]], Any], bool]:
     """(key, reverse) that order rows' sort values exactly like :func:`order_by`.
 
-    When every key runs the same way (the common case, e.g. the default
-    ``created_at desc, uuid desc``) the key is plain tuples compared natively,
-    with ``reverse`` for descending: no Python-level comparisons in the merge.
-    Mixed directions fall back to :func:`merge_key_function`.
+    The merge runs in the first key's direction (``reverse`` when it is
+    descending) on plain tuples compared natively; only a key running the other
+    way (e.g. the ``uuid asc`` appended to the default ``created_at desc``) is
+    wrapped in :class:`_Desc`, so its Python-level comparison runs only when
+    every key before it is equal.
     """
-    if len(set(descending)) == 1:
-        return (lambda values: tuple([(v is not None, v) for v in values])), descending[0]
-    return merge_key_function(descending), False
+    reverse = descending[0]
+    flipped = tuple(desc != reverse for desc in descending)
+    if not any(flipped):
+        return (lambda values: tuple([(v is not None, v) for v in values])), reverse
+
+    def key(values: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            [
+                _Desc((v is not None, v)) if flip else (v is not None, v)
+                for v, flip in zip(values, flipped, strict=True)
+            ]
+        )
+
+    return key, reverse
 
 
 def values_getter(fields: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:

@@ -27,7 +27,7 @@ from cellrouter.url import mask_url
 if TYPE_CHECKING:
     import oslo_messaging
 
-__all__ = ["CellConnection", "get", "local", "release", "reset", "retain_only"]
+__all__ = ["CellConnection", "get", "local", "release", "reset", "retain_current"]
 
 LOG = logging.getLogger(__name__)
 
@@ -338,12 +338,13 @@ def release(cell_uuids: Iterable[str]) -> None:
         conn.dispose()
 
 
-def retain_only(cell_uuids: Iterable[str]) -> None:
-    """Release every cell not in ``cell_uuids`` (they are no longer mapped)."""
-    keep = set(cell_uuids)
-    unknown = [key[0] for key in _by_key if key[0] not in keep]
-    if unknown:
-        release(unknown)
+def retain_current(cells: Iterable[CellMapping]) -> None:
+    """Release the connections of every cell not in ``cells`` (no longer mapped) or
+    held for URLs other than its current ones (changed by any process)."""
+    current = {(cell.uuid, cell.database_connection, cell.transport_url) for cell in cells}
+    stale = [key[0] for key in _by_key if key not in current]
+    if stale:
+        release(stale)
 
 
 def cell_uuids() -> list[str]:

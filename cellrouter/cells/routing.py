@@ -13,6 +13,7 @@ from typing import Any
 from cellrouter import exception
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.cells.instance import get_instance
+from cellrouter.index import mapping_index
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 
@@ -56,8 +57,20 @@ def route_instance(ctx: RequestContext, instance_uuid: str) -> Route:
     cell = mapping.cell_mapping
     if cell is None:
         raise exception.InstanceNotScheduled(uuid=instance_uuid)
-    with target_cell(ctx, cell) as cctx:
-        row = get_instance(cctx, instance_uuid, columns=("host",))
+    try:
+        with target_cell(ctx, cell) as cctx:
+            row = get_instance(cctx, instance_uuid, columns=("host",))
+    except exception.InstanceNotFound:
+        # A cached mapping may be stale (the instance moved, or the mapping is
+        # gone): ask the API database before saying the instance is not there.
+        fresh = mapping_index().refresh_instance(instance_uuid).cell_mapping
+        if fresh is None:
+            raise exception.InstanceNotScheduled(uuid=instance_uuid) from None
+        if fresh.uuid == cell.uuid and fresh.database_connection == cell.database_connection:
+            raise
+        cell = fresh
+        with target_cell(ctx, cell) as cctx:
+            row = get_instance(cctx, instance_uuid, columns=("host",))
     return Route(cell_mapping=cell, host=row["host"])
 
 

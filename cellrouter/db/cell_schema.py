@@ -3,6 +3,12 @@
 Every cell (cell0 included) has this schema, produced by ``migrations_cell``.
 Soft-deleted rows carry ``deleted = id`` (0 while alive), so unique keys can
 include ``deleted``.
+
+Each table has a ``shadow_`` twin generated from it (same columns, the
+primary key, no other constraint or index): ``db archive_deleted_rows`` moves
+soft-deleted rows there, as Nova's shadow tables. ``archive_unmaps`` lists the
+instances archived whose API-database rows may still exist (see
+:mod:`cellrouter.db.archive`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import sqlalchemy as sa
 
 from cellrouter.db.types import NAMING_CONVENTION, DateTime, LongText, UUIDStr
 
-__all__ = ["metadata"]
+__all__ = ["ARCHIVED_TABLES", "SHADOW_PREFIX", "archive_unmaps", "metadata", "shadow"]
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -273,4 +279,50 @@ virtual_interfaces = sa.Table(
     sa.Column("tag", sa.String(255)),
     *_soft_delete(),
     sa.UniqueConstraint("address", "deleted"),
+)
+
+
+#: The tables ``db archive_deleted_rows`` empties of soft-deleted rows, parents first.
+ARCHIVED_TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
+
+SHADOW_PREFIX = "shadow_"
+
+
+def _shadow_of(table: sa.Table) -> sa.Table:
+    """``table``'s shadow: its columns (types, nullability, server defaults) and primary key.
+
+    No foreign key, unique key or index: archived rows are written once, in
+    bulk, and read rarely; the primary key keeps a row from being archived twice.
+    """
+    columns = [
+        sa.Column(
+            column.name,
+            column.type,
+            primary_key=column.primary_key,
+            autoincrement=False,
+            nullable=column.nullable,
+            server_default=(
+                None
+                if column.server_default is None
+                else sa.DefaultClause(column.server_default.arg)  # type: ignore[attr-defined]
+            ),
+        )
+        for column in table.columns
+    ]
+    return sa.Table(SHADOW_PREFIX + table.name, metadata, *columns)
+
+
+_SHADOWS = {table.name: _shadow_of(table) for table in ARCHIVED_TABLES}
+
+
+def shadow(table: sa.Table) -> sa.Table:
+    """The shadow table of ``table`` (one of :data:`ARCHIVED_TABLES`)."""
+    return _SHADOWS[table.name]
+
+
+archive_unmaps = sa.Table(
+    "archive_unmaps",
+    metadata,
+    sa.Column("instance_uuid", UUIDStr, primary_key=True),
+    sa.Column("created_at", DateTime),
 )

@@ -20,7 +20,13 @@ import sqlalchemy as sa
 from cellrouter import exception
 from cellrouter.url import mask_url
 
-__all__ = ["describe", "is_connection_error", "is_retryable", "is_timeout"]
+__all__ = [
+    "describe",
+    "is_connection_error",
+    "is_missing_database",
+    "is_retryable",
+    "is_timeout",
+]
 
 #: Longest driver message :func:`describe` keeps.
 MAX_MESSAGE = 200
@@ -100,6 +106,32 @@ def is_connection_error(exc: BaseException) -> bool:
 #: Driver texts of a connect/read/write timeout (PyMySQL wraps socket.timeout's
 #: "timed out"; libpq says "timeout expired" or "Connection timed out").
 _TIMEOUT_TEXTS = ("timed out", "timeout expired")
+
+
+#: MariaDB/MySQL: unknown database.
+_MYSQL_UNKNOWN_DATABASE = 1049
+#: PostgreSQL: invalid_catalog_name (libpq reports it at connect time as text only).
+_PG_UNKNOWN_DATABASE = "3D000"
+
+
+def is_missing_database(exc: BaseException) -> bool:
+    """True when ``exc`` (or its cause) says the database does not exist on its server.
+
+    MariaDB "Unknown database" (1049); PostgreSQL ``database "x" does not exist``
+    (3D000). SQLite creates a missing file: it never says so.
+    """
+    for error in (exc, exc.__cause__):
+        if not isinstance(error, sa.exc.DBAPIError) or error.orig is None:
+            continue
+        orig = error.orig
+        code = _mysql_code(orig)
+        if code is not None:
+            return code == _MYSQL_UNKNOWN_DATABASE
+        if _sqlstate(orig) == _PG_UNKNOWN_DATABASE:
+            return True
+        if _is_psycopg(orig) and 'database "' in str(orig) and "does not exist" in str(orig):
+            return True
+    return False
 
 
 def is_timeout(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ from cellrouter import exception
 from cellrouter.db import api_schema, cell_schema
 from cellrouter.db.engine import Unavailable, create_engine
 
-__all__ = ["Tier", "downgrade", "head", "run_env", "sync", "version"]
+__all__ = ["Tier", "current", "downgrade", "head", "revisions", "run_env", "sync", "version"]
 
 LOG = logging.getLogger(__name__)
 
@@ -83,6 +83,13 @@ def _current(tier: str, connection: sa.Connection) -> str | None:
     return ctx.get_current_revision()
 
 
+def current(tier: Tier, connection: sa.Connection) -> str | None:
+    """The revision ``tier``'s schema is at, read on an open ``connection`` (None: not
+    initialised); for callers that read more than the revision on one connection."""
+    _check_tier(tier)
+    return _current(tier, connection)
+
+
 def version(tier: Tier, url: str, unavailable: Unavailable | None = None) -> str | None:
     """The revision ``url``'s ``tier`` schema is at (None: not initialised).
 
@@ -100,6 +107,11 @@ def version(tier: Tier, url: str, unavailable: Unavailable | None = None) -> str
 def head(tier: Tier) -> str:
     """The newest revision of ``tier``."""
     return _script(tier).get_current_head() or "base"
+
+
+def revisions(tier: Tier) -> frozenset[str]:
+    """Every revision of ``tier`` this code knows."""
+    return frozenset(rev.revision for rev in _script(tier).walk_revisions())
 
 
 def sync(

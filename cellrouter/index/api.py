@@ -38,8 +38,17 @@ class MappingIndex(Protocol):
         """Every cell, cell0 and disabled ones included, in creation order."""
         ...
 
+    def cells_by_disabled(self, disabled: bool) -> Sequence[CellMapping]:
+        """The cells that are (not) disabled: what scheduling may choose from."""
+        ...
+
     def instance(self, instance_uuid: str) -> InstanceMapping:
         """Where an instance lives, its cell joined (InstanceMappingNotFound)."""
+        ...
+
+    def refresh_instance(self, instance_uuid: str) -> InstanceMapping:
+        """Where an instance lives, read from the API database even when a cached
+        answer exists (which it replaces): for an answer that proved stale on use."""
         ...
 
     def instances(self, instance_uuids: Iterable[str]) -> Sequence[InstanceMapping]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from cellrouter.index import mapping_store
+from cellrouter.index import mapping_index, mapping_store
 
 __all__ = ["BuildRequest"]
 
@@ -38,7 +38,7 @@ class BuildRequest:
 
     @classmethod
     def get_by_instance_uuid(cls, ctx: object, instance_uuid: str) -> BuildRequest:
-        return mapping_store().build_request(instance_uuid)
+        return mapping_index().build_request(instance_uuid)
 
     @classmethod
     def get_all(cls, ctx: object, project_id: str | None = None) -> list[BuildRequest]:

@@ -24,7 +24,7 @@ from cellrouter import exception
 from cellrouter.conf import get_conf
 from cellrouter.db.api_schema import cell_mappings
 from cellrouter.db.engine import parse_db_url
-from cellrouter.index import mapping_store
+from cellrouter.index import mapping_index, mapping_store
 from cellrouter.url import check_url, format_url, mask_url
 
 __all__ = [
@@ -202,16 +202,16 @@ class CellMapping:
 
     @classmethod
     def get_by_uuid(cls, ctx: object, cell_uuid: str) -> CellMapping:
-        return mapping_store().cell(cell_uuid)
+        return mapping_index().cell(cell_uuid)
 
     @classmethod
     def get_all(cls, ctx: object) -> list[CellMapping]:
         """Every cell, in creation order (cell0 first when it was mapped first)."""
-        return mapping_store().cells()
+        return list(mapping_index().cells())
 
     @classmethod
     def get_by_disabled(cls, ctx: object, disabled: bool) -> list[CellMapping]:
-        return mapping_store().cells_by_disabled(disabled)
+        return list(mapping_index().cells_by_disabled(disabled))
 
     @classmethod
     def get_by_project(cls, ctx: object, project_id: str) -> list[CellMapping]:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from cellrouter.db.api_schema import host_mappings
-from cellrouter.index import mapping_store
+from cellrouter.index import mapping_index, mapping_store
 from cellrouter.index.cell_mapping import JOINED_COLUMNS, CellMapping
 
 __all__ = ["COLUMNS", "HostMapping"]
@@ -47,7 +47,7 @@ class HostMapping:
 
     @classmethod
     def get_by_host(cls, ctx: object, host: str) -> HostMapping:
-        return mapping_store().host(host)
+        return mapping_index().host(host)
 
     @classmethod
     def get_all(cls, ctx: object) -> list[HostMapping]:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from cellrouter.db.api_schema import instance_mappings
-from cellrouter.index import mapping_store
+from cellrouter.index import mapping_index, mapping_store
 from cellrouter.index.cell_mapping import JOINED_COLUMNS, CellMapping
 
 __all__ = ["COLUMNS", "InstanceMapping"]
@@ -69,14 +69,15 @@ class InstanceMapping:
 
     @classmethod
     def get_by_instance_uuid(cls, ctx: object, instance_uuid: str) -> InstanceMapping:
-        return mapping_store().instance(instance_uuid)
+        return mapping_index().instance(instance_uuid)
 
     @classmethod
     def get_by_instance_uuids(
         cls, ctx: object, instance_uuids: Iterable[str]
     ) -> list[InstanceMapping]:
-        """The mappings that exist for ``instance_uuids`` (one query per 500 uuids)."""
-        return mapping_store().instances(instance_uuids)
+        """The mappings that exist for ``instance_uuids`` (cached ones, then one query
+        per 500 uuids for the rest)."""
+        return list(mapping_index().instances(instance_uuids))
 
     @classmethod
     def get_by_cell(

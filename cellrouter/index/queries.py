@@ -176,6 +176,9 @@ class MappingReader(MappingIndex):
             raise exception.InstanceMappingNotFound(uuid=instance_uuid)
         return InstanceMapping.from_row(row)
 
+    def refresh_instance(self, instance_uuid: str) -> InstanceMapping:
+        return self.instance(instance_uuid)
+
     def instances(self, instance_uuids: Iterable[str]) -> list[InstanceMapping]:
         """The mappings that exist for ``instance_uuids`` (one query per 500 uuids)."""
         uuids = list(dict.fromkeys(instance_uuids))

@@ -2,8 +2,9 @@
 
 It writes ``cell_mappings``, ``host_mappings``, ``instance_mappings``,
 ``build_requests`` and ``instance_mapping_markers`` (and bumps
-``cell_generation``); no other module does (``tests/unit/test_index_store.py``
-keeps that rule). Every write is one transaction, in this order:
+``cell_generation``; deletes the ``request_specs`` of archived instances); no
+other module does (``tests/unit/test_index_store.py`` keeps that rule). Every
+write is one transaction, in this order:
 
 1. its statements;
 2. when a cell was created, updated or deleted: the ``cell_generation`` bump,
@@ -39,6 +40,7 @@ from cellrouter.db.api_schema import (
     host_mappings,
     instance_mapping_markers,
     instance_mappings,
+    request_specs,
 )
 from cellrouter.db.database import api_engine
 from cellrouter.db.two_phase import CellStep, cell_then_api
@@ -427,6 +429,25 @@ class MappingStore(MappingReader):
     def delete_instance(self, instance_uuid: str) -> None:
         if not self.delete_instances([instance_uuid]):
             raise exception.InstanceMappingNotFound(uuid=instance_uuid)
+
+    def delete_archived_instances(self, instance_uuids: Sequence[str]) -> dict[str, int]:
+        """Delete what the API database keeps of archived instances (their mappings,
+        build requests and request specs) in one transaction, retried on deadlock;
+        returns rows deleted per table. Called once their cell committed the archive."""
+        return bulk.retry_on_deadlock(self._delete_archived_instances, instance_uuids)
+
+    def _delete_archived_instances(self, instance_uuids: Sequence[str]) -> dict[str, int]:
+        keys = list(dict.fromkeys(instance_uuids))
+        with self._write() as write:
+            mappings = _by_instance_uuids(write, keys, sa.delete(instance_mappings))
+            counts = {"instance_mappings": mappings}
+            for table in (build_requests, request_specs):
+                column = table.c.instance_uuid
+                counts[table.name] = sum(
+                    write.conn.execute(sa.delete(table).where(column.in_(chunk))).rowcount
+                    for chunk in bulk.chunks(keys)
+                )
+        return counts
 
     # -- build requests ---------------------------------------------------------
 

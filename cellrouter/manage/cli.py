@@ -12,7 +12,11 @@ stderr, ``--debug`` adds the traceback) or a cell that cannot be reached;
 a cellrouter error a command has no specific code for exits 1, and so does bad
 local input: a config file or directory that cannot be used, an API database
 that cannot be reached. Command-specific codes are listed in each command's
-``--help``. Bad local input never exits 255.
+``--help``. Bad local input never exits 255. A usage error is reported with the
+usage of the category or command it was found in.
+
+oslo.log's options (``--log-file``, ``--debug``, ...) go before the category,
+as with nova-manage (see :mod:`cellrouter.manage.cli_logging`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 from oslo_config import cfg
 
 from cellrouter import conf, exception
-from cellrouter.manage import catalog
+from cellrouter.manage import catalog, cli_logging
 from cellrouter.manage.printers import err, one_line
 from cellrouter.manage.verbs import (
     COMMON_EXITS,
@@ -52,20 +56,31 @@ VERBS: Sequence[Verb] = catalog.VERBS
 
 
 class _VerbParser(argparse.ArgumentParser):
-    """The parser of one verb.
+    """The parser of one category or verb.
 
     An argument it does not know is its own error, shown with its own usage
     (argparse would pass it up to the top-level parser, whose usage says
-    nothing about this verb's options). An abbreviation that matches both
-    spellings of one option is not ambiguous.
+    nothing about this category's or verb's options), exit code 2 like
+    nova-manage's usage errors; one of ``cellrouter-manage``'s own options
+    (``global_options``) is pointed before the category. An abbreviation that
+    matches both spellings of one option is not ambiguous.
     """
+
+    def __init__(self, *args: Any, global_options: frozenset[str] = frozenset(), **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.global_options = global_options
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            message = f"unrecognized arguments: {' '.join(extras)}"
+            misplaced = [arg for arg in extras if arg.split("=", 1)[0] in self.global_options]
+            if misplaced:
+                program = self.prog.split()[0]
+                message += f" ({', '.join(misplaced)}: {program}'s own options go before CATEGORY)"
+            self.error(message)
         return parsed, extras
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
@@ -90,10 +105,13 @@ def _add_option(parser: argparse.ArgumentParser, opt: Opt) -> None:
         parser.add_argument(*opt.flags, dest=opt.dest, required=opt.required, **kw)
 
 
-def _register(group: argparse._SubParsersAction[_VerbParser], verb: Verb) -> None:
+def _register(
+    group: argparse._SubParsersAction[_VerbParser], verb: Verb, global_options: frozenset[str]
+) -> None:
     """Add ``verb`` under its category: options, help and exit codes from its declaration."""
     parser = group.add_parser(
         verb.name,
+        global_options=global_options,
         help=verb.help,
         description=verb.help,
         epilog=f"exit codes: {describe(verb.exits)}\n"
@@ -121,23 +139,29 @@ def build_parser(verbs: Sequence[Verb] | None = None) -> argparse.ArgumentParser
         epilog=f"exit codes: 0 success; {describe(COMMON_EXITS)}. The message says what "
         "went wrong. See each command's --help for its own codes.",
     )
-    parser.add_argument(
-        "--config-file", action="append", default=[], metavar="PATH", help="(repeatable)"
+    actions = [
+        parser.add_argument(
+            "--config-file", action="append", default=[], metavar="PATH", help="(repeatable)"
+        ),
+        parser.add_argument("--config-dir", action="append", default=[], metavar="DIR"),
+        parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}"),
+        *cli_logging.add_arguments(parser),  # --debug among them: DEBUG logs and tracebacks
+    ]
+    global_options = frozenset(flag for action in actions for flag in action.option_strings)
+    categories = parser.add_subparsers(
+        dest="category", required=True, metavar="CATEGORY", parser_class=_VerbParser
     )
-    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR")
-    parser.add_argument("--debug", action="store_true", help="log and show tracebacks")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    categories = parser.add_subparsers(dest="category", required=True, metavar="CATEGORY")
     unknown = sorted({verb.category for verb in verbs} - set(catalog.CATEGORIES))
     if unknown:
         raise ValueError(f"verbs in undeclared categories: {', '.join(unknown)}")
     for category, help in catalog.CATEGORIES.items():
-        group = categories.add_parser(category, help=help).add_subparsers(
+        category_parser = categories.add_parser(category, help=help, global_options=global_options)
+        group = category_parser.add_subparsers(
             dest="command", required=True, metavar="COMMAND", parser_class=_VerbParser
         )
         for verb in verbs:
             if verb.category == category:
-                _register(group, verb)
+                _register(group, verb, global_options)
     return parser
 
 
@@ -157,13 +181,13 @@ def _reprinted(logger_name: str | None, debug: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _dispatch(verb: Verb, args: argparse.Namespace) -> int:
+def _dispatch(verb: Verb, args: argparse.Namespace, debug: bool) -> int:
     """Call ``verb``'s command, print its result, return the code its exit table gives."""
     run: Run[Any] = Run(args)
     kwargs = verb.arguments(args)
     if verb.feedback is not None:
         kwargs.update(verb.feedback(run))
-    with _reprinted(verb.reprinted_log, args.debug):
+    with _reprinted(verb.reprinted_log, debug):
         run.result = verb.command(**kwargs)
     verb.printer(run)
     return verb.outcome(run)
@@ -255,12 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     args = parser.parse_args(argv)
     verb: Verb = args.verb
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    oslo_args: list[str] = []
+    debug = cli_logging.debug_requested(args)  # until the configuration says
+    oslo_args = cli_logging.forwarded_args(args)
     for path in args.config_file:
         oslo_args += ["--config-file", path]
     for path in args.config_dir:
@@ -271,13 +291,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         try:
-            conf.setup(oslo_args)
+            cli_logging.register_opts(conf.CONF)
+            loaded = conf.setup(oslo_args)
         except (OSError, UnicodeDecodeError) as exc:  # a default config file, or a race
             reason = f"cannot read a config file: {exc}"
             raise exception.ConfigurationError(reason=reason) from exc
-        return _dispatch(verb, args)
+        debug = bool(loaded.debug)
+        verbose = cli_logging.verbose_requested(args)
+        cli_logging.setup(loaded, verbose=verbose, version=_version())
+        return _dispatch(verb, args, debug)
     except (exception.CellRouterError, cfg.Error) as exc:
-        if args.debug:
+        if debug:
             _print_traceback(exc)
         err(one_line(exc) or repr(exc))
         hint = verb.hint_for(exc)
@@ -288,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if args.debug:
+        if debug:
             _print_traceback(exc)
         detail = mask_url(str(exc)).strip().splitlines()
         err(f"error: {type(exc).__name__}: {detail[0] if detail else ''}".rstrip(": "))

@@ -10,17 +10,21 @@ schema verbs live in :mod:`cellrouter.manage.schema` and are found here too.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import datetime
+import functools
 import pathlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from cellrouter.across.probes import probe_cells
+from cellrouter.across.probes import CellProbe, probe_cells, probe_queue
 from cellrouter.cells.context import RequestContext, get_admin_context, target_cell
 from cellrouter.cells.instance import get_instance
 from cellrouter.conf import get_conf
 from cellrouter.db.engine import parse_db_url
 from cellrouter.exception import (
+    CellDatabaseMissing,
     CellHasHosts,
     CellHasInstances,
     CellHasOnlyDeletedInstances,
@@ -40,7 +44,8 @@ from cellrouter.exception import (
     MissingURL,
     NoComputeHosts,
 )
-from cellrouter.index import mapping_store
+from cellrouter.index import cache_stats, mapping_store
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import (
     CELL0_UUID,
     NO_TRANSPORT_URL,
@@ -49,15 +54,18 @@ from cellrouter.index.cell_mapping import (
     validate_transport_url,
 )
 from cellrouter.index.host_mapping import HostMapping
-from cellrouter.manage import cell_db, discovery, instance_mapper
+from cellrouter.manage import archive, cell_db, discovery, instance_mapper
 from cellrouter.manage.discovery import DiscoveryResult
 from cellrouter.manage.instance_mapper import MapInstancesResult
 from cellrouter.manage.results import (
+    CacheStatus,
     Cell0Result,
     CellStatus,
+    CreateCellResult,
     DeleteCellResult,
     InstanceState,
     MapCellResult,
+    SchemaState,
     SetupResult,
     UpdateResult,
     VerifyResult,
@@ -69,6 +77,7 @@ from cellrouter.manage.schema import (
     db_sync,
     db_version,
     local_cell_url,
+    naming_option,
     sync_cell,
 )
 from cellrouter.url import mask_url
@@ -76,15 +85,18 @@ from cellrouter.url import mask_url
 __all__ = [
     "Cell0Result",
     "CellStatus",
+    "CreateCellResult",
     "DeleteCellResult",
     "InstanceState",
     "MapCellResult",
+    "SchemaState",
     "SetupResult",
     "SyncResult",
     "UpdateResult",
     "VerifyResult",
     "api_db_sync",
     "api_db_version",
+    "archive_deleted_rows",
     "create_cell",
     "db_sync",
     "db_version",
@@ -98,7 +110,9 @@ __all__ = [
     "map_cell_and_hosts",
     "map_instances",
     "parse_max_count",
+    "purge",
     "simple_cell_setup",
+    "cache_status",
     "status",
     "update_cell",
     "verify_instance",
@@ -106,6 +120,27 @@ __all__ = [
 
 
 # -- cell_v2: shared helpers ---------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def api_database(verb: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a verb: a database error that reaches it unconverted is the API
+    database's, raised as ApiDatabaseUnavailable naming ``[api_database]/connection``.
+
+    Cell databases fail as CellUnavailable (:func:`cell_db.reaching`) and
+    ``[database]/connection`` as CellUnavailable or DatabaseUnavailable before
+    they get here, so only the API database's errors are left: a wrong password,
+    a database or tables that do not exist (``api_db sync`` not run), ...
+    """
+
+    @functools.wraps(verb)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with naming_option("api_database"):
+            return verb(*args, **kwargs)
+
+    return run
 
 
 def _ctx() -> RequestContext:
@@ -167,6 +202,7 @@ def default_cell0_url() -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+@api_database
 def map_cell0(database_connection: str | None = None) -> Cell0Result:
     """Map cell0 (uuid CELL0_UUID, no queue) unless it is mapped already."""
     store = mapping_store()
@@ -186,17 +222,45 @@ def map_cell0(database_connection: str | None = None) -> Cell0Result:
     return Cell0Result(cell, created=True)
 
 
-def create_cell(
-    name: str | None = None,
-    database_connection: str | None = None,
-    transport_url: str | None = None,
+def _reach_warnings(cell: CellMapping, database: bool, queue: bool) -> list[str]:
+    """Why ``cell``'s database and/or queue cannot be reached now (masked), checked
+    at once, each bounded by ``[cells]/db_connect_timeout`` (per broker host)."""
+    timeout = float(get_conf().cells.db_connect_timeout)
+    checks: dict[str, Callable[[], str | None]] = {}
+    if database:
+        checks["database"] = functools.partial(cell_db.database_problem, cell.database_connection)
+    if queue:
+
+        def queue_problem() -> str | None:
+            probe = probe_queue(cell.transport_url, timeout)
+            return probe.error if probe.failed else None
+
+        checks["message queue"] = queue_problem
+    if not checks:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(len(checks)) as pool:
+        found = {what: pool.submit(check) for what, check in checks.items()}
+    return [
+        mask_url(f"Cell {cell.identity}: its {what} cannot be reached: {problem}")
+        for what, future in found.items()
+        if (problem := future.result())
+    ]
+
+
+def _name_warnings(cell: CellMapping) -> list[str]:
+    """A warning when another cell has ``cell``'s name (names should tell cells apart)."""
+    if not cell.name:
+        return []
+    others = [c for c in mapping_store().cells() if c.name == cell.name and c.uuid != cell.uuid]
+    return [f"Cell {cell.identity}: cell {other.identity} has the same name." for other in others]
+
+
+def _create_cell(
+    name: str | None,
+    database_connection: str | None,
+    transport_url: str | None,
     disabled: bool = False,
 ) -> CellMapping:
-    """Map a new cell; URLs not given come from ``[database]`` / ``[DEFAULT]``.
-
-    Raises MissingURL or InvalidURL, and DuplicateCellURL when another cell
-    already has either URL.
-    """
     database_connection = database_connection or get_conf().database.connection
     if not database_connection:
         raise MissingURL(
@@ -212,11 +276,32 @@ def create_cell(
     )
 
 
+@api_database
+def create_cell(
+    name: str | None = None,
+    database_connection: str | None = None,
+    transport_url: str | None = None,
+    disabled: bool = False,
+) -> CreateCellResult:
+    """Map a new cell; URLs not given come from ``[database]`` / ``[DEFAULT]``.
+
+    Raises MissingURL or InvalidURL, and DuplicateCellURL when another cell
+    already has either URL. The cell is created even when its database or
+    queue cannot be reached or another cell has its name: the result warns
+    of those (the database may be created later; an operator may mean it).
+    """
+    cell = _create_cell(name, database_connection, transport_url, disabled)
+    warnings = _name_warnings(cell) + _reach_warnings(cell, database=True, queue=True)
+    return CreateCellResult(cell, tuple(warnings))
+
+
+@api_database
 def list_cells() -> list[CellMapping]:
     """Every cell, sorted by name (then uuid)."""
     return sorted(mapping_store().cells(), key=lambda cell: (cell.name or "", cell.uuid))
 
 
+@api_database
 def update_cell(
     cell_uuid: str,
     name: str | None = None,
@@ -230,7 +315,8 @@ def update_cell(
     Raises ConflictingOptions (disable and enable), CellMappingNotFound,
     CellIsCell0 (enabling/disabling cell0), DuplicateCellURL, InvalidURL.
     Processes pick a changed URL up the next time they target the cell: the
-    connection registry is keyed by the cell's URLs.
+    connection registry is keyed by the cell's URLs. ``warnings``: a changed
+    URL that cannot be reached, a new name another cell has.
     """
     if disable and enable:
         raise ConflictingOptions(options=("disable", "enable"))
@@ -258,9 +344,17 @@ def update_cell(
             already = "disabled" if disable else "enabled"
         else:
             changes["disabled"] = disable
-    return UpdateResult(store.update_cell(cell, changes), tuple(changes), already)
+    updated = store.update_cell(cell, changes)
+    warnings = _name_warnings(updated) if "name" in changes else []
+    warnings += _reach_warnings(
+        updated,
+        database="database_connection" in changes,
+        queue="transport_url" in changes,
+    )
+    return UpdateResult(updated, tuple(changes), already, tuple(warnings))
 
 
+@api_database
 def delete_cell(cell_uuid: str, force: bool = False) -> DeleteCellResult:
     """Unmap a cell.
 
@@ -290,6 +384,7 @@ def delete_cell(cell_uuid: str, force: bool = False) -> DeleteCellResult:
 # -- cell_v2: hosts and instances --------------------------------------------------
 
 
+@api_database
 def discover_hosts(cell_uuid: str | None = None, by_service: bool = False) -> DiscoveryResult:
     """Map the unmapped compute hosts of every cell (or one): see :mod:`.discovery`."""
     return discovery.discover_hosts(_ctx(), cell_uuid=cell_uuid, by_service=by_service)
@@ -308,6 +403,7 @@ def parse_max_count(text: str | int | None) -> int | None:
     return value
 
 
+@api_database
 def map_instances(
     cell_uuid: str,
     max_count: int | None = None,
@@ -320,17 +416,20 @@ def map_instances(
     )
 
 
+@api_database
 def list_hosts(cell_uuid: str | None = None) -> list[HostMapping]:
-    """Host mappings of one cell (CellMappingNotFound if unknown) or of all, by cell then host."""
+    """Host mappings of one cell (CellMappingNotFound if unknown) or of all, sorted by
+    host name whatever the cell (as nova-manage)."""
     store = mapping_store()
     if cell_uuid is None:
         found = store.hosts()
     else:
         store.cell(cell_uuid)
         found = store.hosts_in_cell(cell_uuid)
-    return sorted(found, key=lambda m: (m.cell_mapping.name or "", m.cell_mapping.uuid, m.host))
+    return sorted(found, key=lambda m: m.host)
 
 
+@api_database
 def delete_host(cell_uuid: str, host: str) -> HostMapping:
     """Unmap ``host`` from its cell and unflag its compute nodes there.
 
@@ -349,6 +448,7 @@ def delete_host(cell_uuid: str, host: str) -> HostMapping:
     return mapping
 
 
+@api_database
 def map_cell_and_hosts(transport_url: str | None = None, name: str | None = None) -> MapCellResult:
     """Map the cell of ``[database]/connection`` (or reuse its mapping) and discover its hosts."""
     database_connection = local_cell_url()
@@ -357,28 +457,55 @@ def map_cell_and_hosts(transport_url: str | None = None, name: str | None = None
     if existing:
         cell, created = existing[0], False
     else:
-        cell = create_cell(name, database_connection, transport_url)
+        cell = _create_cell(name, database_connection, transport_url)
         created = True
     return MapCellResult(cell, created, discover_hosts(cell.uuid))
 
 
+@api_database
 def simple_cell_setup(transport_url: str | None = None) -> SetupResult:
-    """A one-cell deployment in one go: cell0 (mapped and migrated), the cell of
+    """A one-cell deployment in one go: cell0 (migrated and mapped), the cell of
     ``[database]/connection`` with its hosts, and all its instances mapped.
 
     Idempotent. Raises NoComputeHosts (before changing anything) when
-    ``[database]/connection`` has no compute nodes yet.
+    ``[database]/connection`` has no compute nodes yet. cell0's database is
+    migrated before cell0 is mapped: when it does not exist,
+    CellDatabaseMissing names the database to create and nothing is mapped.
+    Any other failure to migrate it is nova-manage's "Unable to sync cell0
+    schema": reported in ``cell0_schema.skipped``, and the rest is done.
     """
     transport_url = _transport_url(transport_url)
     local_cell_url()
     if not cell_db.count_live_compute_nodes(_ctx()):
         raise NoComputeHosts(where="[database]/connection")
-    cell0 = map_cell0()
-    cell0_schema = sync_cell("cell0 database", cell0.cell.database_connection)
+    try:
+        mapped: CellMapping | None = mapping_store().cell(CELL0_UUID)
+    except CellMappingNotFound:
+        mapped = None
+    url = mapped.database_connection if mapped else default_cell0_url()
+    cell0_schema = _sync_cell0_schema(mapped, url)
+    cell0 = map_cell0(url) if mapped is None else Cell0Result(mapped, created=False)
     cell = map_cell_and_hosts(transport_url)
     return SetupResult(cell0, cell0_schema, cell, map_instances(cell.cell.uuid))
 
 
+def _sync_cell0_schema(mapped: CellMapping | None, url: str) -> SyncResult:
+    """Migrate cell0's database at ``url`` (``mapped``: its mapping, if any).
+
+    A database that does not exist raises (nothing to map cell0 to); any other
+    failure comes back as a skipped result, as nova-manage carries on.
+    """
+    cell0 = mapped or CellMapping(0, CELL0_UUID, "cell0", url, NO_TRANSPORT_URL)
+    try:
+        with cell_db.reaching(cell0):
+            return sync_cell(f"cell {cell0.identity}", url)
+    except CellDatabaseMissing:
+        raise
+    except CellUnavailable as exc:
+        return SyncResult(f"cell {cell0.identity}", None, None, mask_url(url), str(exc))
+
+
+@api_database
 def verify_instance(instance_uuid: str) -> VerifyResult:
     """Check that ``instance_uuid`` is mapped to a cell that really holds it."""
     ctx = _ctx()
@@ -393,7 +520,13 @@ def verify_instance(instance_uuid: str) -> VerifyResult:
         with cell_db.reaching(cell), target_cell(ctx.elevated(read_deleted="yes"), cell) as cctx:
             row = get_instance(cctx, instance_uuid, columns=["deleted"])
     except InstanceNotFound:
-        return VerifyResult(instance_uuid, InstanceState.ARCHIVED, cell)
+        try:
+            with cell_db.reaching(cell):
+                archived = cell_db.is_archived(ctx, cell, instance_uuid)
+        except CellUnavailable as exc:
+            return VerifyResult(instance_uuid, InstanceState.CELL_UNREACHABLE, cell, str(exc))
+        state = InstanceState.ARCHIVED if archived else InstanceState.MISSING
+        return VerifyResult(instance_uuid, state, cell)
     except CellUnavailable as exc:
         return VerifyResult(instance_uuid, InstanceState.CELL_UNREACHABLE, cell, str(exc))
     state = InstanceState.SOFT_DELETED if row["deleted"] else InstanceState.MAPPED
@@ -403,12 +536,95 @@ def verify_instance(instance_uuid: str) -> VerifyResult:
 # -- cell_v2: status ---------------------------------------------------------------
 
 
-def status(timeout: float | None = None) -> list[CellStatus]:
+@api_database
+def cache_status() -> CacheStatus:
+    """The mapping cache's backend, whether it answers now, and this process's counters."""
+    cache = CACHED_INDEX.cache
+    return CacheStatus(cache.name, cache.region is not None, cache.check(), cache_stats.stats())
+
+
+def status(timeout: float | None = None, counts: bool = False) -> list[CellStatus]:
     """Probe every cell's database and queue in parallel (``timeout`` default:
-    ``[cells]/health_probe_timeout``); sorted by cell name."""
+    ``[cells]/health_probe_timeout``), then read each reachable database's schema
+    revision against the cell schema head (``counts``: and its live compute hosts
+    and instances); sorted by cell name."""
+    from cellrouter.db import migration  # alembic: only for the commands that need it
+
     cells = list_cells()
-    counts = mapping_store().counts_by_cell()
+    mapped = mapping_store().counts_by_cell()
     wait = timeout if timeout is not None else get_conf().cells.health_probe_timeout
-    return [
-        CellStatus(probe, *counts.get(probe.cell.id, (0, 0))) for probe in probe_cells(cells, wait)
-    ]
+    probes = probe_cells(cells, wait)
+    head, known = migration.head("cell"), migration.revisions("cell")
+
+    def schema_of(probe: CellProbe) -> CellStatus:
+        hosts, instances = mapped.get(probe.cell.id, (0, 0))
+        if probe.database.failed:
+            return CellStatus(probe, hosts, instances, head=head)
+        try:
+            found = cell_db.read_cell(probe.cell, counts=counts)
+        except CellUnavailable as exc:
+            return CellStatus(
+                probe, hosts, instances, SchemaState.UNREADABLE, head=head, schema_error=str(exc)
+            )
+        if found.revision is None:
+            state = SchemaState.NO_SCHEMA
+        elif found.revision == head:
+            state = SchemaState.OK
+        else:
+            state = SchemaState.BEHIND if found.revision in known else SchemaState.UNKNOWN
+        return CellStatus(
+            probe,
+            hosts,
+            instances,
+            state,
+            found.revision,
+            head,
+            cell_hosts=found.hosts,
+            cell_instances=found.instances,
+        )
+
+    if not probes:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(min(len(probes), 16)) as pool:
+        return list(pool.map(schema_of, probes))
+
+
+# -- db: archiving -------------------------------------------------------------------
+
+
+@api_database
+def archive_deleted_rows(
+    max_rows: int = archive.DEFAULT_MAX_ROWS,
+    before: datetime.datetime | None = None,
+    until_complete: bool = False,
+    all_cells: bool = False,
+    purge: bool = False,
+    progress: Callable[[int], None] | None = None,
+    failed: Callable[[CellUnavailable], None] | None = None,
+) -> archive.ArchiveResult:
+    """Move soft-deleted rows to the shadow tables and delete the API-database rows of
+    the instances among them; see :mod:`cellrouter.manage.archive`."""
+    return archive.archive_deleted_rows(
+        _ctx(),
+        max_rows=max_rows,
+        until_complete=until_complete,
+        before=before,
+        all_cells=all_cells,
+        purge_after=purge,
+        progress=progress,
+        failed=failed,
+    )
+
+
+@api_database
+def purge(
+    before: datetime.datetime | None = None,
+    purge_all: bool = False,
+    all_cells: bool = False,
+    failed: Callable[[CellUnavailable], None] | None = None,
+) -> archive.PurgeResult:
+    """Delete archived rows from the shadow tables (Invalid without ``before`` or
+    ``purge_all``); see :mod:`cellrouter.manage.archive`."""
+    return archive.purge(
+        _ctx(), before=before, purge_all=purge_all, all_cells=all_cells, failed=failed
+    )

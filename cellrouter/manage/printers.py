@@ -21,13 +21,16 @@ from cellrouter.index.host_mapping import HostMapping
 from cellrouter.manage.commands import (
     Cell0Result,
     CellStatus,
+    CreateCellResult,
     DeleteCellResult,
     InstanceState,
     MapCellResult,
+    SchemaState,
     SetupResult,
     SyncResult,
     UpdateResult,
     VerifyResult,
+    cache_status,
 )
 from cellrouter.manage.discovery import DiscoveryResult
 from cellrouter.manage.instance_mapper import MapInstancesResult
@@ -51,6 +54,7 @@ __all__ = [
     "out",
     "revision",
     "setup",
+    "status_details",
     "statuses",
     "sync",
     "sync_feedback",
@@ -95,10 +99,14 @@ def _shown(url: str, verbose: bool = False) -> str:
 
 
 def _print_sync(result: SyncResult) -> None:
-    if result.before == result.after:
-        out(f"{result.target}: already at {result.after or 'base'}")
+    """One line per database: what it is, what happened, where it is (masked)."""
+    where = f" ({mask_url(result.url)})" if result.url else ""
+    if result.skipped is not None:
+        err(one_line(f"WARNING: {result.target}: not migrated: {result.skipped}{where}"))
+    elif result.before == result.after:
+        out(f"{result.target}: already at {result.after or 'base'}{where}")
     else:
-        out(f"{result.target}: {result.before or 'base'} -> {result.after or 'base'}")
+        out(f"{result.target}: {result.before or 'base'} -> {result.after or 'base'}{where}")
 
 
 def sync(run: Run[SyncResult]) -> None:
@@ -125,6 +133,11 @@ def syncs(run: Run[list[SyncResult]]) -> None:
         out(f"{len(run.result)} cell(s) migrated, {len(run.failures)} failed.")
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        err(one_line(f"WARNING: {warning}"))
+
+
 # -- cells ---------------------------------------------------------------------------
 
 
@@ -135,9 +148,10 @@ def cell0(run: Run[Cell0Result]) -> None:
         out("Cell0 is already setup.")
 
 
-def cell_created(run: Run[CellMapping]) -> None:
+def cell_created(run: Run[CreateCellResult]) -> None:
+    _warn(run.result.warnings)
     if run.args.verbose:
-        out(run.result.uuid)
+        out(run.result.cell.uuid)
 
 
 def cells(run: Run[list[CellMapping]]) -> None:
@@ -165,6 +179,7 @@ def cell_updated(run: Run[UpdateResult]) -> None:
     if result.already:
         parts.append(f"already {result.already}")
     out(f"Cell {result.cell.identity}: {'; '.join(parts) or 'nothing to update'}.")
+    _warn(result.warnings)
 
 
 def cell_deleted(run: Run[DeleteCellResult]) -> None:
@@ -239,10 +254,14 @@ def cell_and_hosts(run: Run[MapCellResult]) -> None:
 
 def setup(run: Run[SetupResult]) -> None:
     result = run.result
+    schema = result.cell0_schema
+    if schema.skipped is not None:  # nova-manage: "Unable to sync cell0 schema", and on
+        err(one_line(f"Unable to sync the cell0 schema ({schema.url}): {schema.skipped}"))
     _report_discovery(result.cell.discovery, verbose=False)
     out(
         f"Done: cell0 {'mapped' if result.cell0.created else 'already mapped'} "
-        f"(schema {result.cell0_schema.after or 'base'}), cell {result.cell.cell.identity} "
+        f"(schema {'NOT MIGRATED' if schema.skipped else schema.after or 'base'}), "
+        f"cell {result.cell.cell.identity} "
         f"{'created' if result.cell.created else 'already mapped'}, "
         f"{len(result.cell.discovery.new_hosts)} new host(s), "
         f"{result.instances.mapped} new instance mapping(s)."
@@ -259,7 +278,11 @@ _VERIFIED: dict[InstanceState, str] = {
         "Instance {uuid} has been deleted in cell {cell}; its mapping remains."
     ),
     InstanceState.ARCHIVED: (
-        "Instance {uuid} is mapped to cell {cell} but is no longer there (archived?)."
+        "Instance {uuid} has been archived in cell {cell}; its instance mapping remains."
+    ),
+    InstanceState.MISSING: (
+        "Instance {uuid} is mapped to cell {cell}, which does not hold it (purged after "
+        "archiving, or never created there)."
     ),
     InstanceState.CELL_UNREACHABLE: (
         "Instance {uuid} is mapped to cell {cell}, which is unreachable: {reason}"
@@ -293,9 +316,38 @@ def _probe_text(probe: Probe) -> str:
     return {"unreachable": "UNREACHABLE"}.get(probe.state, probe.state)
 
 
+def _schema_text(st: CellStatus) -> str:
+    if st.schema in (SchemaState.BEHIND, SchemaState.UNKNOWN):
+        return f"{st.schema.value} (rev {st.revision}, head {st.head})"
+    return "-" if st.schema is SchemaState.UNCHECKED else st.schema.value
+
+
+def status_details(run: Run[list[CellStatus]]) -> None:
+    """``status --verbose``: the lines under the table, per cell, then for the whole
+    deployment (where counters of this process's mapping index belong)."""
+    for st in run.result:
+        if st.cell_hosts is not None:
+            out(
+                f"{st.cell.identity}: {st.cell_hosts} compute host(s) and "
+                f"{st.cell_instances} live instance(s) in its database; "
+                f"{st.hosts} host mapping(s) and {st.instances} instance mapping(s)."
+            )
+    cache = cache_status()
+    if not cache.in_use:
+        state = "off"
+    else:
+        state = "answers" if cache.problem is None else f"does not answer ({cache.problem})"
+    stats = cache.stats
+    out(
+        f"Mapping cache: {cache.backend}, {state}. This process: {stats.hits} hit(s), "
+        f"{stats.misses} miss(es), {stats.invalidations} invalidation(s), {stats.errors} "
+        f"backend error(s), {stats.refreshes} cell list read(s)."
+    )
+
+
 def statuses(run: Run[list[CellStatus]]) -> None:
     verbose = run.args.verbose
-    headers = ["Name", "UUID", "Disabled", "Database", "Queue", "Hosts", "Instances"]
+    headers = ["Name", "UUID", "Disabled", "Database", "Queue", "Schema", "Hosts", "Instances"]
     if verbose:
         headers += ["Database Connection", "Transport URL"]
     rows = []
@@ -306,6 +358,7 @@ def statuses(run: Run[list[CellStatus]]) -> None:
             st.cell.disabled,
             _probe_text(st.probe.database),
             _probe_text(st.probe.queue),
+            _schema_text(st),
             st.hosts,
             st.instances,
         ]
@@ -317,8 +370,15 @@ def statuses(run: Run[list[CellStatus]]) -> None:
         for what, probe in (("database", st.probe.database), ("queue", st.probe.queue)):
             if probe.error and (probe.failed or verbose):
                 out(mask_url(f"{st.cell.identity}: {what}: {probe.error}"))
+        if st.schema_error:
+            out(one_line(f"{st.cell.identity}: schema: {st.schema_error}"))
+    if verbose:
+        status_details(run)
     down = sum(not st.reachable for st in run.result)
     if down:
         out(f"{down} of {len(run.result)} cell(s) unreachable.")
     else:
         out(f"All {len(run.result)} cell(s) reachable.")
+    off = [st for st in run.result if st.schema_off_head]
+    if off:
+        out(f"{len(off)} cell(s) not at the cell schema head {off[0].head}.")

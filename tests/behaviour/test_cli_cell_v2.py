@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from backends import Backend
+from oslo_config import cfg
 
 from cellrouter.cells.context import RequestContext, target_cell
 from cellrouter.db import migration
@@ -106,6 +107,14 @@ def assert_no_secrets(runs: Sequence[Run]) -> None:
 
 def codes(runs: Sequence[Run]) -> list[int]:
     return [run.code for run in runs]
+
+
+@pytest.fixture(autouse=True)
+def read_the_database(conf: cfg.ConfigOpts) -> None:
+    """This process checks what ``cellrouter-manage`` (another process) wrote: its
+    lookups go to the API database, as with a cache shared with the CLI."""
+    conf.set_override("backend", "null", group="cache")
+    conf.set_override("refresh_interval", 0, group="cells")
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ import sqlalchemy as sa
 __all__ = [
     "MYSQL_HOST",
     "PG_HOST",
+    "MEMCACHED_HOST",
     "RABBIT_HOST",
+    "REDIS_HOST",
     "create_mysql_database",
     "create_pg_database",
     "create_rabbitmq_vhost",
@@ -36,7 +38,9 @@ __all__ = [
     "rabbitmq_exchanges",
     "require_mariadb",
     "require_postgresql",
+    "require_memcached",
     "require_rabbitmq",
+    "require_redis",
     "unavailable",
 ]
 
@@ -266,3 +270,40 @@ def rabbitmq_exchanges(vhost: str) -> list[str]:
     _check_vhost(vhost)
     out = _rabbitmqctl("list_exchanges", "-p", vhost, "--quiet", "--no-table-headers", "name")
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+# -- cache servers (the mapping cache's shared backends) ------------------------------
+
+REDIS_HOST = os.environ.get("CELLROUTER_TEST_REDIS_HOST", "127.0.0.1:6379")
+MEMCACHED_HOST = os.environ.get("CELLROUTER_TEST_MEMCACHED_HOST", "127.0.0.1:11211")
+
+
+def _ask(host: str, request: bytes, expect: bytes) -> str | None:
+    """None if ``host`` answers ``request`` with a reply starting ``expect``, else why not."""
+    import socket
+
+    name, _, port = host.rpartition(":")
+    try:
+        with socket.create_connection((name, int(port)), timeout=3) as sock:
+            sock.settimeout(3)
+            sock.sendall(request)
+            reply = sock.recv(64)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if reply.startswith(expect) else f"unexpected reply {reply[:20]!r}"
+
+
+def require_redis() -> str:
+    """Skip (fail under CI) unless Redis answers PING; returns its ``host:port``."""
+    problem = _ask(REDIS_HOST, b"PING\r\n", b"+PONG")
+    if problem is not None:
+        unavailable(f"Redis at {REDIS_HOST}", problem)
+    return REDIS_HOST
+
+
+def require_memcached() -> str:
+    """Skip (fail under CI) unless memcached answers ``version``; returns its ``host:port``."""
+    problem = _ask(MEMCACHED_HOST, b"version\r\n", b"VERSION")
+    if problem is not None:
+        unavailable(f"memcached at {MEMCACHED_HOST}", problem)
+    return MEMCACHED_HOST

@@ -24,11 +24,12 @@ from oslo_config import cfg
 import cellrouter.conf
 from cellrouter.across import health
 from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.cells.context import get_admin_context
 from cellrouter.db import migration
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.database import api_engine
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 
 CELLS = 8
@@ -40,12 +41,12 @@ def conf() -> Iterator[cfg.ConfigOpts]:
     """A clean configuration; every pool, health record and cached cell list dropped after."""
     conf = cellrouter.conf.setup([], default_config_files=[])
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
     try:
         yield conf
     finally:
         health.reset()
-        cell_list.invalidate()
+        CACHED_INDEX.reset()
         registry.reset()
         conf.reset()
         conf.clear_override("connection", group="api_database")
@@ -227,9 +228,8 @@ def test_cells_with_utf8mb3_or_latin1_tables_sort_by_code_point(
     rows = [row for _, row, _ in placed]
 
     for sort_keys in (["display_name"], ["host", "display_name"]):
-        keys = [*sort_keys, "uuid"]
         for direction in ("asc", "desc"):
-            expected = prop.expected_order(rows, keys, [direction] * len(keys))
+            expected = prop.expected_order(rows, *prop.full_sort(sort_keys, [direction]))
             for limit in (1, 4, 100):
                 walked = _walk(sort_keys, direction, limit)
                 assert [r["uuid"] for r in walked] == [r["uuid"] for r in expected], (

@@ -55,8 +55,9 @@ def test_api_db_sync_version_and_back_to_base(config: Path, tmp_path: Path) -> N
 
 def test_db_sync_local_and_all_cells(config: Path, tmp_path: Path) -> None:
     head = migration.head("cell")
-    run = manage(config, "db", "sync")
-    assert run.returncode == 0 and f"cell database: base -> {head}" in run.stdout
+    run = manage(config, "db", "sync", "--local_cell")  # no API database yet: cell0 not looked up
+    assert run.returncode == 0, run.stderr
+    assert f"cell database: base -> {head} (sqlite:///{tmp_path / 'cell.db'})" in run.stdout
     assert manage(config, "db", "version").stdout.strip() == head
     # --all-cells: every mapped cell, cell0 included
     assert manage(config, "api_db", "sync").returncode == 0
@@ -87,7 +88,7 @@ def test_missing_connection_names_the_option(
 
 
 def test_unknown_revision_is_a_clear_error(config: Path) -> None:
-    run = manage(config, "db", "sync", "no_such_rev")
+    run = manage(config, "db", "sync", "--local_cell", "no_such_rev")
     assert run.returncode == 1
     assert "Unknown cell schema revision 'no_such_rev'" in run.stderr
     assert "Traceback" not in run.stderr

@@ -295,6 +295,7 @@ def test_a_missing_url_hints_at_the_verbs_own_flag(
         (InstanceState.BUILDING, 2),
         (InstanceState.SOFT_DELETED, 3),
         (InstanceState.ARCHIVED, 4),
+        (InstanceState.MISSING, 4),
         (InstanceState.CELL_UNREACHABLE, 5),
     ],
 )
@@ -326,7 +327,11 @@ def test_feedback_reports_failures_that_set_the_code(
     run_with: Callable[..., tuple[int, str, str]],
 ) -> None:
     def db_sync(
-        version: str | None, all_cells: bool, progress: Any = None, failed: Any = None
+        version: str | None,
+        all_cells: bool,
+        local_cell: bool,
+        progress: Any = None,
+        failed: Any = None,
     ) -> Any:
         done = SyncResult("cell good", None, "head")
         progress(done)

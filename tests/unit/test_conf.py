@@ -71,5 +71,6 @@ def test_options_listed_for_the_generator() -> None:
         ("DEFAULT", "transport_url"),
         ("api_database", "connection"),
         ("database", "connection"),
+        ("cache", "backend_argument"),
     }
     assert exception.MissingConnection(group="database", option="connection")

@@ -103,7 +103,10 @@ def test_every_mapping_access_is_forbidden_in_a_cell_service(
 def test_forbidden_even_when_an_api_database_would_be_reachable(
     cell_service: str, api_db: str, conf: cfg.ConfigOpts, admin_ctx: RequestContext
 ) -> None:
-    """The rule is about configuration: it holds whatever engine was built before."""
+    """The rule is about configuration: it holds whatever engine (or cell list) was
+    built before. The cached cell list checks it each time it checks the cell
+    generation: every use with refresh_interval 0, else within that interval."""
+    conf.set_override("refresh_interval", 0, group="cells")
     assert CellMapping.get_all(admin_ctx) == []  # both set: an API-level service
     conf.clear_override("connection", group="api_database")
     with pytest.raises(exception.UpcallForbidden):

@@ -74,7 +74,13 @@ EXPECTED: dict[str, int | str] = {
         400,
     ),
     **dict.fromkeys(
-        ["CellUnavailable", "ApiDatabaseUnavailable", "DatabaseUnavailable", "ConnectionsReleased"],
+        [
+            "CellUnavailable",
+            "CellDatabaseMissing",
+            "ApiDatabaseUnavailable",
+            "DatabaseUnavailable",
+            "ConnectionsReleased",
+        ],
         503,
     ),
     **dict.fromkeys(

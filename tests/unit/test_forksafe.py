@@ -8,9 +8,10 @@ import threading
 import pytest
 
 from cellrouter import forksafe, messaging
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.db import database, engine
 from cellrouter.index import events
+from cellrouter.index.cached_index import CACHED_INDEX
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:Using fork\(\) is a bad idea:DeprecationWarning")
 
@@ -52,7 +53,7 @@ def test_a_fresh_lock_in_the_child() -> None:
     [
         engine._engines_lock,
         messaging._create_lock,
-        cell_list._lock,
+        CACHED_INDEX.cells_list._lock,
         events._lock,
         registry._lock,
         database._api._lock,

@@ -35,12 +35,13 @@ from cellrouter.across import health
 from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
 from cellrouter.across.lister import CrossCellLister, ListResult, PageRequest, _CellQuery
 from cellrouter.across.sorting import after_marker, build_sort_spec, order_by, values_getter
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.conf import get_conf
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances, services
 from cellrouter.db.database import api_engine
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 
@@ -51,25 +52,30 @@ MakeInstance = Callable[..., str]
 @pytest.fixture(autouse=True)
 def clean_state() -> Iterator[None]:
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
     yield
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
 
 
 # -- sort specs ------------------------------------------------------------------------
 
 
 def test_sort_spec_defaults_like_nova() -> None:
+    """Nova's API defaults (``created_at desc``), then InstanceSortContext's ``uuid asc``."""
     spec = build_sort_spec(instances)
-    assert spec.keys == ("created_at", "uuid") and spec.dirs == ("desc", "desc")
+    assert spec.keys == ("created_at", "uuid") and spec.dirs == ("desc", "asc")
     spec = build_sort_spec(instances, ["host", "display_name"], ["asc"])
     assert spec.keys == ("host", "display_name", "uuid")
     assert spec.dirs == ("asc", "asc", "asc")
+    spec = build_sort_spec(instances, ["host", "display_name"], ["desc"])
+    assert spec.dirs == ("desc", "desc", "asc")
     spec = build_sort_spec(instances, ["uuid", "host"], ["DESC", "asc"])
     assert spec.keys == ("uuid", "host") and spec.dirs == ("desc", "asc")
-    spec = build_sort_spec(instances, ["vm_state"])
+    spec = build_sort_spec(instances, ["host", "uuid"], ["desc"])  # a uuid given keeps its dir
     assert spec.dirs == ("desc", "desc")
+    spec = build_sort_spec(instances, ["vm_state"])
+    assert spec.dirs == ("desc", "asc")
 
 
 @pytest.mark.parametrize(
@@ -192,6 +198,9 @@ def test_sql_order_keyset_and_python_merge_key_agree(
     getter = values_getter(spec.keys)
     by_python = sorted(rows, key=lambda row: spec.merge_key(getter(row)))
     assert [row["uuid"] for row in by_python] == expected
+    merge_key, reverse = spec.merge_order
+    by_merge = sorted(rows, key=lambda row: merge_key(getter(row)), reverse=reverse)
+    assert [row["uuid"] for row in by_merge] == expected
 
     engine = sa.create_engine("sqlite://")
     columns = [_ORDER_TABLE.c[key] for key in spec.keys]
@@ -247,6 +256,38 @@ def test_default_order_is_created_at_desc_and_rows_are_dicts(
     row = result.rows[0]
     assert isinstance(row, dict) and set(row) == {c.name for c in instances.c}
     assert row["created_at"] == _at(8)
+
+
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+@pytest.mark.parametrize("limit", [1, 2, 100])
+def test_equal_sort_values_tie_break_on_uuid_ascending_in_either_direction(
+    three_cells: list[CellMapping],
+    make_instance: MakeInstance,
+    admin_ctx: RequestContext,
+    direction: str,
+    limit: int,
+) -> None:
+    """Nova appends ``uuid asc`` whatever the first key's direction: SQL, merge and markers."""
+    made = {
+        make_instance(cell, created_at=_at(minute)): minute
+        for minute, cell in zip([1, 1, 1, 1, 2, 2, 2, 2, 2], three_cells * 3, strict=True)
+    }
+    by_uuid = sorted(made)
+    newest_first = direction == "desc"
+    expected = sorted(by_uuid, key=lambda u: -made[u] if newest_first else made[u])  # stable
+    walked: list[str] = []
+    marker = None
+    for _ in range(len(made) + 1):
+        page = list_instances(
+            admin_ctx, sort_keys=["created_at"], sort_dirs=[direction], limit=limit, marker=marker
+        )
+        walked += _uuids(page)
+        marker = page.next_marker
+        if marker is None:
+            break
+    assert walked == expected
+    if newest_first:
+        assert _uuids(list_instances(admin_ctx)) == expected  # the default order
 
 
 def test_filters(

@@ -72,6 +72,8 @@ def test_a_compute_agent_needs_only_public_names() -> None:
         "RequestContext", "get_admin_context", "target_cell", "create_instance",
         "update_instance", "destroy_instance", "get_instance", "sync_schema",
         "schema_version", "schema_head", "ListResult", "CellHealth", "start_periodic_discovery",
+        "register_compute_node", "get_compute_nodes", "add_compute_usage", "ComputeNode",
+        "record_instance_fault", "get_instance_faults",
     ):  # fmt: skip
         assert name in cellrouter.__all__
     assert callable(cellrouter.RequestContext.rpc_server)

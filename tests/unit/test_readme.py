@@ -19,15 +19,16 @@ def _literal_commands() -> list[str]:
 
 
 def test_readme_opens_with_demo_and_test_commands() -> None:
-    demo, tests = _literal_commands()[:2]
-    assert "cellrouter-manage" in demo
+    demo, tests, operator = _literal_commands()[:3]
+    assert demo == "pip install -e . && cellrouter-demo"  # run by tests/reference/test_demo.py
     assert tests == "pip install -e '.[test]' && pytest -q tests"
+    assert "cellrouter-manage" in operator
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pytest -q tests" in ci
 
 
-def test_readme_demo_command_runs_twice(tmp_path: pathlib.Path) -> None:
-    demo = _literal_commands()[0]
+def test_readme_operator_command_runs_twice(tmp_path: pathlib.Path) -> None:
+    demo = _literal_commands()[2]
     install, _, rest = demo.partition(" && ")
     assert install == "pip install -e ."
     (tmp_path / "etc" / "cellrouter").mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -229,7 +230,7 @@ def test_destroyed_cell_is_released(
     assert registry.get(kept) is kept_conn
 
 
-def test_release_retain_only_and_reset(
+def test_release_retain_current_and_reset(
     make_cells: MakeCells, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c1, c2, c3 = make_cells(3)
@@ -244,10 +245,15 @@ def test_release_retain_only_and_reset(
     assert sorted(registry.cell_uuids()) == sorted([c2.uuid, c3.uuid])
     assert registry.get(c1) is not conns[0]  # rebuilt on demand
 
-    registry.retain_only([c1.uuid, c3.uuid])
+    registry.retain_current([c1, c3])
     assert [s.calls for s in spies] == [1, 1, 0]
     assert sorted(registry.cell_uuids()) == sorted([c1.uuid, c3.uuid])
     assert registry.get(c3) is conns[2]
+
+    moved = dataclasses.replace(c3, database_connection=c1.database_connection)
+    registry.retain_current([c1, moved])  # c3 is held for URLs it no longer has
+    assert [s.calls for s in spies] == [1, 1, 1]
+    assert registry.cell_uuids() == [c1.uuid]
 
     registry.reset()
     assert spies[2].calls == 1

@@ -13,12 +13,13 @@ from oslo_config import cfg
 import cellrouter
 from cellrouter import clock, runtime
 from cellrouter.across import health
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
+from cellrouter.index.cached_index import CACHED_INDEX
 
 PACKAGE = Path(cellrouter.__file__).resolve().parent
 #: The folders in layer order: a module may import its own folder, the folders
 #: before it, and the top-level modules (never runtime or the package itself).
-LAYERS = ("db", "index", "cells", "across", "manage")
+LAYERS = ("db", "index", "cells", "across", "manage", "reference")
 #: Top-level modules that sit above every folder.
 ON_TOP = ("cellrouter", "cellrouter.runtime")
 
@@ -134,7 +135,7 @@ def test_setup_resets_what_the_old_configuration_built(
     (cell,) = make_cells(1)  # type: ignore[operator]
     registry.get(cell)
     health.record_failure(cell, None)
-    cell_list.get_all(admin_ctx)
+    CACHED_INDEX.cells()
     assert registry.cell_uuids() and cell.uuid in health.cell_health()
     cellrouter.setup([], default_config_files=[])
     assert registry.cell_uuids() == [] and health.cell_health() == {}
@@ -143,7 +144,7 @@ def test_setup_resets_what_the_old_configuration_built(
 def test_the_runtime_knows_its_parts(conf: cfg.ConfigOpts) -> None:
     rt = runtime.current()
     assert rt.conf is conf
-    assert rt.registry is registry and rt.health is health and rt.cell_list is cell_list
+    assert rt.registry is registry and rt.health is health and rt.cached is CACHED_INDEX
     assert rt.clock is clock.current()
     assert rt.index.cells is not None
     alive, idle = rt.workers

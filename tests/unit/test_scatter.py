@@ -25,9 +25,10 @@ from cellrouter.across.scatter import (
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.exception import CellUnavailable
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
@@ -39,10 +40,10 @@ SLACK = 0.2
 @pytest.fixture(autouse=True)
 def clean_state() -> Iterator[None]:
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
     yield
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
 
 
 @pytest.fixture
@@ -357,45 +358,3 @@ def test_default_timeout_comes_from_the_options(
     assert scatter_gather_cells(admin_ctx, [cell], None, lambda cctx: 1) == {
         cell.uuid: did_not_respond_sentinel  # marked down meanwhile
     }
-
-
-def test_cell_list_is_cached_and_invalidated_by_cell_writes(
-    make_cells: MakeCells, admin_ctx: RequestContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first = make_cells(2)
-    assert cell_list.get_all(admin_ctx) == tuple(first)
-
-    reads: list[int] = []
-    real_get_all = CellMapping.get_all.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[CellMapping], ctx: object) -> list[CellMapping]:
-        reads.append(1)
-        return real_get_all(cls, ctx)
-
-    monkeypatch.setattr(CellMapping, "get_all", classmethod(counting))
-    for _ in range(5):
-        assert cell_list.get_all(admin_ctx) == tuple(first)
-    assert reads == []  # served from the cache
-
-    added = make_cells(1)  # a cell write in this process drops the cache
-    assert cell_list.get_all(admin_ctx) == (*first, *added)
-    assert len(reads) == 1
-
-    monkeypatch.setattr(cell_list, "TTL", 0.0)
-    cell_list.invalidate()
-    cell_list.get_all(admin_ctx)
-    cell_list.get_all(admin_ctx)
-    assert len(reads) == 3  # expired at once
-
-
-def test_cell_list_refresh_releases_unmapped_cells(
-    make_cells: MakeCells, admin_ctx: RequestContext
-) -> None:
-    keep, gone = make_cells(2)
-    scatter_gather_all_cells(admin_ctx, cell_uuid_of)
-    assert {keep.uuid, gone.uuid} <= set(registry.cell_uuids())
-    gone.destroy(admin_ctx)  # its connections are released by the registry itself...
-    registry.get(gone)  # ...so pretend some code targeted it again meanwhile
-    assert gone.uuid in registry.cell_uuids()
-    assert scatter_gather_all_cells(admin_ctx, cell_uuid_of) == {keep.uuid: keep.uuid}
-    assert gone.uuid not in registry.cell_uuids()

@@ -22,8 +22,9 @@ import servers
 import cellrouter
 import cellrouter.conf
 from cellrouter.across import health
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.db import migration
+from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.url import format_url, url_parts
 from faults import harness
 
@@ -184,7 +185,7 @@ def deployment(
     )
     conf = cellrouter.conf.setup([], default_config_files=[])
     health.reset()
-    cell_list.invalidate()
+    CACHED_INDEX.reset()
     dep: harness.Deployment | None = None
     try:
         for name, value in harness.CELLS_OVERRIDES.items():

@@ -31,11 +31,12 @@ import cellrouter
 from cellrouter import exception
 from cellrouter.across import health
 from cellrouter.across.lister import ListResult
-from cellrouter.cells import cell_list, registry
+from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import get_instance
 from cellrouter.db.api_schema import cell_mappings, instance_mappings
 from cellrouter.db.cell_schema import instances
+from cellrouter.index.cached_index import CACHED_INDEX
 from faults.proxy import TcpProxy
 
 # -- the configured bounds ([cells] overrides) and what the tests derive from them --------
@@ -350,7 +351,7 @@ class Deployment:
                 transport_url=self.transport_urls[index],
             )
         health.reset()
-        cell_list.invalidate()
+        CACHED_INDEX.reset()
         self.cells = [
             cellrouter.CellMapping.get_by_uuid(self.ctx, cell_uuid)
             for cell_uuid in self.world.cell_uuids
@@ -364,7 +365,7 @@ class Deployment:
         self.conf.set_override(
             "connection", self.world.api_url(port=self.api_proxy.port), group="api_database"
         )
-        cell_list.invalidate()
+        CACHED_INDEX.reset()
         return self.api_proxy
 
     def rows(self, cell_uuid: str) -> list[str]:
@@ -372,7 +373,7 @@ class Deployment:
 
     def close(self) -> None:
         errors: list[BaseException] = []
-        for fn in [health.reset, cell_list.invalidate, registry.reset, *self._cleanups]:
+        for fn in [health.reset, CACHED_INDEX.reset, registry.reset, *self._cleanups]:
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - release the rest first

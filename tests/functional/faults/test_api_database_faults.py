@@ -8,7 +8,7 @@ from typing import Any
 
 import cellrouter
 from cellrouter import exception
-from cellrouter.cells import cell_list
+from cellrouter.index.cached_index import CACHED_INDEX
 from faults import harness
 from faults.harness import Deployment, Load
 
@@ -41,7 +41,7 @@ def test_api_db_blackholed(deployment: Deployment, metric: dict[str, Any]) -> No
         api_proxy.blackhole()
         # The cached cell list (a few seconds old at most) would let lists run on:
         # drop it, as its expiry would, so every call needs the API database now.
-        cell_list.invalidate()
+        CACHED_INDEX.reset()
         time.sleep(harness.SHOW_BOUND + 1.0)
         stuck = load.stuck(older_than=harness.SHOW_BOUND + 1.0)
         time.sleep(0.5)
