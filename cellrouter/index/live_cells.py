@@ -118,19 +118,26 @@ class LiveCells:
             self._state = None
 
     def _refresh(self, seen: _State | None, force: bool) -> _State:
-        if not self._lock.acquire(blocking=seen is None or force):
-            return seen  # type: ignore[return-value]  # another thread is refreshing
-        try:
-            state = self._state
-            if not force and state is not None and state is not seen:
-                return state  # refreshed by another thread meanwhile
-            new, changed = self._read(state, force)
+        if seen is not None and not force:
+            # A routine check: one thread does it, the others go on with the list they have.
+            if not self._lock.acquire(blocking=False):
+                return seen
+            try:
+                if self._state is not seen:
+                    return self._state or seen  # refreshed by another thread meanwhile
+                new, changed = self._read(seen, force)
+                self._state = new
+            finally:
+                self._lock.release()
+        else:
+            # No list yet, or a forced reload: nothing to go on with, so each caller
+            # reads (a database that fails then costs each one its own bound, in
+            # parallel, never a queue of them).
+            new, changed = self._read(seen, force)
             self._state = new
-        finally:
-            self._lock.release()
         if changed:
             events.mapping_changed("cell", changed)
-        if state is None or new.cells is not state.cells:  # read again, not just checked
+        if seen is None or new.cells is not seen.cells:  # read again, not just checked
             for hook in self._reload_hooks:
                 hook(new.cells)
         return new
