@@ -19,17 +19,18 @@ cache behind them. Timing, sampling and the paired ratios are
 ``bench_routing.py``'s. Exit status 1 means the show target was missed.
 
     python bench/bench_cache.py [--cells 4] [--instances 12000] [--redis URL]
-                                [--memcached HOST:PORT]
+                                [--memcached HOST:PORT] [--api-mysql URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from bench_routing import World, bare_select, measure, show
 
 from cellrouter.cells import registry
 from cellrouter.cells.routing import cast_instance
+from cellrouter.db.cell_schema import instances
 from cellrouter.index import use_index
 from cellrouter.index.cached_index import CACHED_INDEX, CachedIndex
 from cellrouter.index.instance_mapping import InstanceMapping
@@ -67,6 +69,26 @@ def lookup_cache(world: World, backend: str, url: str | None) -> LookupCache | N
             conf.clear_override(option, group="cache")
 
 
+@contextlib.contextmanager
+def api_database(server: str | None) -> Iterator[str | None]:
+    """A fresh API database on ``server`` (dropped afterwards), or None for SQLite."""
+    if server is None:
+        yield None
+        return
+    name = "cellrouter_bench_api"
+    admin = sa.create_engine(server, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        registry.reset()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
 def through(index: CachedIndex, fn: Callable[[str], Any]) -> Callable[[str], Any]:
     """``fn`` reading the mapping index through ``index``."""
 
@@ -86,16 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240607)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--memcached", default="127.0.0.1:11211")
+    parser.add_argument(
+        "--api-mysql",
+        metavar="URL",
+        help="put the API database on this MariaDB/MySQL server (a database "
+        "cellrouter_bench_api is created and dropped), so the uncached lookup is a "
+        "network round trip as in production; default: SQLite",
+    )
     args = parser.parse_args(argv)
     if args.cells < 3 or args.instances < 10000:
         parser.error("the benchmark is defined for >= 3 cells and >= 10000 instances")
 
-    with tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp,
+        api_database(args.api_mysql) as api_url,
+    ):
         t0 = time.perf_counter()
-        world = World(Path(tmp), args.cells, args.instances, args.seed)
+        world = World(Path(tmp), args.cells, args.instances, args.seed, api_url=api_url)
         engines = [registry.get(cell).engine for cell in world.cells]
         print(
-            f"setup: {args.cells} SQLite cells, {len(world.uuids)} mapped instances "
+            f"setup: {args.cells} SQLite cells, API database on "
+            f"{'MariaDB' if api_url else 'SQLite'}, {len(world.uuids)} mapped instances "
             f"({time.perf_counter() - t0:.1f} s); {args.repeats} repeats x {args.ops} ops, median"
         )
         memory = CachedIndex(cache=lookup_cache(world, "memory", None))
@@ -122,9 +155,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return [(engines[world.where[u][0]], world.where[u][1]) for u in uuids]
 
         same: Callable[[list[str]], list[str]] = lambda uuids: uuids  # noqa: E731
+        by_uuid = (
+            sa.select(instances)
+            .where(instances.c.uuid == sa.bindparam("u"))
+            .where(instances.c.deleted == 0)
+        )
+
+        def bare_uuid_select(a: tuple[sa.Engine, str]) -> Any:
+            with a[0].connect() as conn:
+                return conn.execute(by_uuid, {"u": a[1]}).first()
+
+        def uuid_args(uuids: list[str]) -> list[tuple[sa.Engine, str]]:
+            return [(engines[world.where[u][0]], u) for u in uuids]
+
         cases: dict[str, tuple[Callable[[Any], Any], Callable[[list[str]], Sequence[Any]]]] = {
             "show path, warm memory cache": (through(memory, lambda u: show(world, u)), same),
             "bare pk select": (lambda a: bare_select(*a), pk_args),
+            "bare select by uuid": (bare_uuid_select, uuid_args),
             "lookup, uncached": (through(uncached, lookup), same),
             "lookup, memory": (through(memory, lookup), same),
             **{f"lookup, {name}": (through(index, lookup), same) for name, index in shared.items()},
@@ -147,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"show path (warm memory cache) / bare pk select = {show_ratio:5.2f}x "
             f"(target <= {SHOW_TARGET}x) {'OK' if show_ratio <= SHOW_TARGET else 'MISSED'}"
+        )
+        print(
+            f"  show path / bare select by uuid             = "
+            f"{paired('show path, warm memory cache', 'bare select by uuid'):5.2f}x "
+            "(what routing adds to the same query)"
         )
         for name in ("memory", *shared):
             print(

@@ -58,9 +58,12 @@ TARGET_CELL_TARGET_US = 3.0
 class World:
     """The benchmark's API DB, cells and instances."""
 
-    def __init__(self, root: Path, n_cells: int, n_instances: int, seed: int) -> None:
+    def __init__(
+        self, root: Path, n_cells: int, n_instances: int, seed: int, api_url: str | None = None
+    ) -> None:
+        """``api_url``: an empty database for the API tier (default: SQLite in ``root``)."""
         self.conf = cellrouter.conf.setup([], default_config_files=[])
-        api_url = f"sqlite:///{root / 'api.db'}"
+        api_url = api_url or f"sqlite:///{root / 'api.db'}"
         migration.sync("api", api_url)
         self.conf.set_override("connection", api_url, group="api_database")
         self.ctx: RequestContext = get_admin_context()

@@ -158,7 +158,12 @@ cells_opts: list[cfg.Opt] = [
         "list_batch_strategy",
         default="distributed",
         choices=[
-            ("distributed", "Split the requested limit across the cells."),
+            (
+                "distributed",
+                "Split the requested limit across the cells: by their "
+                "instance counts plus a statistical margin (see "
+                "list_cells_by_mappings), else evenly plus 10%.",
+            ),
             ("fixed", "Ask every cell for list_batch_size rows at a time."),
         ],
         help="How many rows a cross-cell list asks each cell for at once.",
@@ -168,7 +173,7 @@ cells_opts: list[cfg.Opt] = [
         default=100,
         min=10,
         help="Rows per cell and batch for the 'fixed' strategy; the lower "
-        "bound for the 'distributed' one.",
+        "bound for the 'distributed' one when the cells' sizes are unknown.",
     ),
     cfg.BoolOpt(
         "list_records_by_skipping_down_cells",
@@ -189,6 +194,40 @@ cells_opts: list[cfg.Opt] = [
         "instance_list_per_project_cells",
         default=False,
         help="A project-scoped list queries only the cells where the project has instances.",
+    ),
+    cfg.BoolOpt(
+        "list_cells_by_mappings",
+        default=False,
+        help="A cross-cell instance list sizes each cell's share of a page by "
+        "the cell's instance mappings (counts cached for 30 s) and does not "
+        "query the cells that hold no matching mapped instance, such as an "
+        "empty cell0 or the cells without the filtered project's instances "
+        "(one indexed query on the API database per page tells them): one "
+        "round trip per non-empty cell. An instance whose row is in a cell but "
+        "whose mapping does not point there yet (created outside cellrouter and "
+        "not yet mapped by map_instances, or between a conductor's two steps) "
+        "is then not listed, as with instance_list_per_project_cells. False "
+        "(default, as Nova): every cell is queried and the page split evenly.",
+    ),
+    cfg.IntOpt(
+        "max_worker_threads",
+        default=64,
+        min=1,
+        help="Most threads cellrouter runs background jobs on (scatter-gather "
+        "cell queries, health probes, bounded RPC sends), whatever the number "
+        "of cells: further jobs wait in line for a free thread, and a cell "
+        "whose query did not start before a scatter's timeout is reported as "
+        "not responding without being marked down.",
+    ),
+    cfg.IntOpt(
+        "max_cell_connections",
+        default=128,
+        min=1,
+        help="Most open cell database connections per process, all cells "
+        "together. When a new one is needed at the cap, the pooled "
+        "connections of the least recently used idle cells are closed (their "
+        "pools are rebuilt on demand); when none is idle, the request waits up "
+        "to db_pool_timeout for one and then fails with CellUnavailable.",
     ),
 ]
 

@@ -11,12 +11,13 @@ minimal records built from the API database's instance mappings (status
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from cellrouter import exception
+from cellrouter.across.instance_counts import instance_counts
 from cellrouter.across.lister import (
     CrossCellLister,
     Filters,
@@ -77,6 +78,18 @@ class InstanceLister(CrossCellLister):
             spec, marker, mapping.project_id, mapping.user_id, mapping.created_at
         )
         return tuple(record[key] for key in spec.keys)
+
+    def cell_estimates(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
+        """The cells' instance counts from the instance mappings (see
+        :mod:`cellrouter.across.instance_counts`), for the filtered project if any."""
+        if not get_conf().cells.list_cells_by_mappings:
+            return None
+        filters = request.filters
+        if "deleted" in filters:
+            deleted: bool | None = bool(filters["deleted"])
+        else:
+            deleted = {"no": False, "only": True}.get(ctx.read_deleted)
+        return instance_counts().estimates(request.cells, filters.get("project_id"), deleted)
 
     def down_cell_records(self, ctx: RequestContext, request: PageRequest) -> list[dict[str, Any]]:
         """Minimal records from the instance mappings of ``request.cells``, in sort order.
@@ -145,6 +158,7 @@ def list_instances(
     down_cell_records: bool = False,
     columns: Sequence[str] | None = None,
     timeout: float | None = None,
+    as_dicts: bool = True,
 ) -> ListResult:
     """A page of instances across cells, sorted ``created_at desc`` by default (like Nova).
 
@@ -155,6 +169,7 @@ def list_instances(
     ``[cells]/instance_list_per_project_cells``) queries only the cells where
     the filtered project has instances. ``down_cell_records`` merges minimal
     records (status ``UNKNOWN``) for the instances of cells that failed.
+    ``as_dicts=False`` returns SQLAlchemy ``Row``s instead of dicts (no per-row work).
     """
     filters = dict(filters or {})
     if project_only:
@@ -180,4 +195,5 @@ def list_instances(
         columns=columns,
         down_cell_records=down_cell_records,
         timeout=timeout,
+        as_dicts=as_dicts,
     )

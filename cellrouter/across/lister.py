@@ -3,10 +3,13 @@
 :class:`CrossCellLister` asks every cell at once (through the scatter
 machinery) for its first rows past the marker in the requested order, then
 k-way merges the cells' rows (:mod:`cellrouter.across.merge`, which also sizes
-the batches). A cell whose rows run out before the page is full is asked for
-its next batch, alone. The order is the one :mod:`cellrouter.across.sorting`
-defines: the same in SQLite, MariaDB, PostgreSQL and Python, NULLs smallest,
-the unique key last.
+the batches). A subclass that knows about how many rows each cell holds
+(:meth:`CrossCellLister.cell_estimates`) gets each cell asked for its share of
+the page plus a margin, and the cells holding none skipped (they cost
+nothing): one query per cell per page in the common case. A cell whose rows
+run out before the page is full is asked for its next batch, alone. The order
+is the one :mod:`cellrouter.across.sorting` defines: the same in SQLite,
+MariaDB, PostgreSQL and Python, NULLs smallest, the unique key last.
 
 Cells that time out, are marked down or fail are reported in the result
 (``partial``); the list is never silently short. A subclass names the table
@@ -23,9 +26,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
+from sqlalchemy.engine.result import result_tuple
 
 from cellrouter import exception
-from cellrouter.across.merge import SortedSource, SortValues, batch_policy, merge_sources
+from cellrouter.across import health
+from cellrouter.across.merge import SortedSource, SortValues, batch_plan, merge_sources
 from cellrouter.across.scatter import check_timeout, scatter_gather_cells
 from cellrouter.across.sorting import (
     SortSpec,
@@ -53,8 +58,9 @@ Filters = Mapping[str, Any]
 class ListResult:
     """One page of a cross-cell list."""
 
-    #: the rows, in sort order, as dicts (column name -> value)
-    rows: list[dict[str, Any]]
+    #: the rows, in sort order: dicts (column name -> value), or SQLAlchemy ``Row``s
+    #: when the page was asked ``as_dicts=False``
+    rows: list[Any]
     #: cells whose rows are missing or incomplete -> why (masked error or "did not respond")
     failed_cells: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: the marker of the next page (None: this was the last one)
@@ -133,9 +139,21 @@ class _CellQuery:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(column.name for column in self.columns))
 
-    def as_dict(self, row: Row[Any]) -> dict[str, Any]:
-        """A result row as a dict (a third of the cost of ``Row._asdict()``)."""
-        return dict(zip(self.names, row, strict=False))  # same query, same width
+    def as_dicts(self, rows: list[Any]) -> list[dict[str, Any]]:
+        """Result rows as dicts (a third of the cost of ``Row._asdict()``); records stay."""
+        names = self.names
+        return [
+            row if isinstance(row, dict) else dict(zip(names, row, strict=False)) for row in rows
+        ]
+
+    def as_rows(self, rows: list[Any]) -> list[Any]:
+        """Down-cell records (dicts) as Rows of the selected columns (None where unknown)."""
+        make = result_tuple(self.names)
+        names = self.names
+        return [
+            make([row.get(name) for name in names]) if isinstance(row, dict) else row
+            for row in rows
+        ]
 
     def fetch(
         self, cctx: RequestContext, after: SortValues | None, limit: int | None
@@ -150,6 +168,13 @@ class _CellQuery:
             if limit is not None:
                 stmt = stmt.limit(limit)
             return list(conn.execute(stmt).all())
+
+    def fetch_sized(
+        self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]
+    ) -> list[Row[Any]]:
+        """:meth:`fetch` with this cell's own batch size from ``sizes`` (by cell uuid)."""
+        assert cctx.cell_uuid is not None
+        return self.fetch(cctx, after, sizes[cctx.cell_uuid])
 
 
 def _read_sort_values(
@@ -239,6 +264,14 @@ class CrossCellLister:
         """Stand-in records for the rows of ``request.cells`` (failed), in sort order."""
         return []
 
+    def cell_estimates(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
+        """About how many rows each cell of ``request`` holds (uuid -> count), for
+        the cells that may hold any: a cell left out holds none and is not asked.
+
+        None (the default): unknown, every cell is asked and the page split evenly.
+        """
+        return None
+
     # -- listing --------------------------------------------------------------
 
     def page(
@@ -254,11 +287,14 @@ class CrossCellLister:
         columns: Sequence[str] | None = None,
         down_cell_records: bool = False,
         timeout: float | None = None,
+        as_dicts: bool = True,
     ) -> ListResult:
         """One page: at most ``limit`` rows after ``marker`` (a unique-key value).
 
         ``cells`` defaults to every mapped cell; ``columns`` to all of them
-        (sort keys are always included). Raises InvalidValue, InvalidSortKey,
+        (sort keys are always included). ``as_dicts=False`` returns the rows as
+        SQLAlchemy ``Row``s (no per-row conversion; down-cell records become
+        Rows too, None where unknown). Raises InvalidValue, InvalidSortKey,
         InvalidMarker, and CellUnavailable for a failed cell when
         ``[cells]/list_records_by_skipping_down_cells`` is False and no
         down-cell records were asked for.
@@ -284,31 +320,56 @@ class CrossCellLister:
             after = self.marker_values(ctx, marker, request)
             request = dataclasses.replace(request, after=after)
 
-        first, refill_size = batch_policy(
-            opts.list_batch_strategy, opts.list_batch_size, limit, len(cell_tuple)
+        asked, weights = self._cells_to_ask(ctx, request)
+        first, refill_size = batch_plan(
+            opts.list_batch_strategy, opts.list_batch_size, limit, weights, len(asked)
         )
-        results = scatter_gather_cells(ctx, cell_tuple, timeout, query.fetch, request.after, first)
+        sizes = {cell.uuid: size for cell, size in zip(asked, first, strict=True)}
+        results = scatter_gather_cells(ctx, asked, timeout, query.fetch_sized, request.after, sizes)
         failed: dict[str, str] = {}
         getter = values_getter(range(len(query.columns) - len(spec.keys), len(query.columns)))
         sources = []
-        for cell in cell_tuple:
+        for cell in asked:
             value = results[cell.uuid]
             if not isinstance(value, list):  # the did-not-respond sentinel or an exception
                 failed[cell.uuid] = _failure_reason(value)
                 continue
             refill = self._refill_function(ctx, request, cell, query, failed)
-            sources.append(SortedSource(value, first, refill, refill_size, getter, query.as_dict))
+            sources.append(SortedSource(value, sizes[cell.uuid], refill, refill_size, getter))
         must_fail = not (opts.list_records_by_skipping_down_cells or down_cell_records)
         if failed and must_fail:
             raise _unavailable(cell_tuple, failed)
         if failed and down_cell_records:
             down = tuple(cell for cell in cell_tuple if cell.uuid in failed)
             sources.append(self._records_source(ctx, dataclasses.replace(request, cells=down)))
-        rows, more = merge_sources(sources, spec.merge_order, limit)
+        positions = range(len(query.columns) - len(spec.keys), len(query.columns))
+        rows, more = merge_sources(sources, spec.merge_order, limit, (positions, spec.descending))
         if failed and must_fail:  # a cell failed when the merge asked it for more rows
             raise _unavailable(cell_tuple, failed)
-        next_marker = rows[-1][self.unique_key] if more and rows else None
+        next_marker = None
+        if more and rows:
+            last = rows[-1]
+            if isinstance(last, dict):
+                next_marker = last[self.unique_key]
+            else:
+                next_marker = getter(last)[spec.keys.index(self.unique_key)]
+        rows = query.as_dicts(rows) if as_dicts else query.as_rows(rows) if failed else rows
         return ListResult(rows=rows, failed_cells=failed, next_marker=next_marker)
+
+    def _cells_to_ask(
+        self, ctx: RequestContext, request: PageRequest
+    ) -> tuple[tuple[CellMapping, ...], list[int] | None]:
+        """The cells worth a query and their weights (None: unknown).
+
+        A cell known to hold no matching rows is left out, unless it is marked
+        down (it is then reported as failed, as any other down cell).
+        """
+        estimates = self.cell_estimates(ctx, request)
+        if estimates is None:
+            return request.cells, None
+        down = health.down_cells()
+        asked = tuple(cell for cell in request.cells if cell.uuid in estimates or cell.uuid in down)
+        return asked, [estimates.get(cell.uuid, 1) for cell in asked]
 
     def _query(
         self, spec: SortSpec, columns: Sequence[str] | None, conditions: list[Any]
@@ -363,5 +424,4 @@ class CrossCellLister:
             fetch,
             lambda want: want,
             values_getter(request.spec.keys),
-            dict,
         )

@@ -6,9 +6,11 @@ returns ``{cell_uuid: result}``. A cell that did not finish within the timeout
 maps to :data:`did_not_respond_sentinel`, a cell whose fn raised maps to the
 exception; :func:`is_cell_failure` tells both from a result.
 
-Jobs run on :mod:`cellrouter.workers` (a straggler that hangs past its
-timeout never delays or starves later calls). The caller waits at most
-``timeout`` in total, on one lock.
+Jobs run on :mod:`cellrouter.workers`, at most ``[cells]/max_worker_threads``
+at once whatever the number of cells: the others wait in line. The caller
+waits at most ``timeout`` in total, on one lock; a cell whose job had not
+started by then (the pool was busy) is reported as not responding but not
+marked down, and its job is dropped when its turn comes.
 
 Cells that :mod:`cellrouter.across.health` knows to be down are answered with the
 sentinel at once. A timeout marks a cell down only when it is the configured
@@ -88,7 +90,18 @@ def is_cell_failure(value: object) -> bool:
 class _Gather:
     """The results of one scatter; workers report into it until the caller closes it."""
 
-    __slots__ = ("args", "ctx", "done", "fn", "kwargs", "lock", "open", "remaining", "results")
+    __slots__ = (
+        "args",
+        "ctx",
+        "done",
+        "fn",
+        "kwargs",
+        "lock",
+        "open",
+        "remaining",
+        "results",
+        "started",
+    )
 
     def __init__(
         self,
@@ -103,6 +116,8 @@ class _Gather:
         self.args = args
         self.kwargs = kwargs
         self.results: dict[str, tuple[Any, float]] = {}
+        #: the cells whose job started (read after the gather closed)
+        self.started: set[str] = set()
         self.remaining = count
         self.open = True
         self.lock = threading.Lock()
@@ -110,6 +125,10 @@ class _Gather:
         self.done.acquire()
 
     def run(self, cell: CellMapping) -> None:
+        with self.lock:
+            if not self.open:
+                return  # queued behind busy workers until its caller gave up: skip it
+            self.started.add(cell.uuid)
         start = time.perf_counter()
         try:
             with target_cell(self.ctx, cell) as cctx:
@@ -149,9 +168,8 @@ def _gather(
     if not to_run:
         return dict.fromkeys(by_uuid, did_not_respond_sentinel)
     gather = _Gather(ctx, fn, args, kwargs, len(to_run))
-    run, pool_submit = gather.run, workers.submit
-    for cell in to_run:
-        pool_submit(functools.partial(run, cell))
+    run = gather.run
+    workers.submit_all([functools.partial(run, cell) for cell in to_run])
     collected = gather.wait(timeout)
 
     results: dict[str, Any] = {}
@@ -161,6 +179,14 @@ def _gather(
             results[cell_uuid] = did_not_respond_sentinel
             if cell_uuid in down:
                 LOG.debug("Cell %s is marked down: skipped", cell.identity)
+            elif cell_uuid not in gather.started:
+                # Queued behind busy workers: nothing is known about the cell.
+                LOG.warning(
+                    "Cell %s was not queried within %.3gs: all %d worker threads were busy",
+                    cell.identity,
+                    timeout,
+                    get_conf().cells.max_worker_threads,
+                )
             else:
                 _report_timeout(cell, timeout)
             continue

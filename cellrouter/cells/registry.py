@@ -6,28 +6,45 @@ once; its transport is built on first use, also exactly once. An entry is
 keyed by (cell uuid, database URL, transport URL), so a cell whose URL
 changed gets fresh connections and the stale ones are disposed. A forked
 child starts with an empty registry and never touches its parent's sockets.
+
+Open cell connections are capped per process (``[cells]/max_cell_connections``,
+see :func:`cellrouter.db.engine.connection_cap`): at the cap, the pools of the
+least recently used cells with no connection in use are closed (:func:`evict`),
+their compiled-statement caches dropped, and rebuilt on their next use, so an
+idle cell costs about nothing whatever the number of cells.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
 
 from cellrouter import exception, forksafe
 from cellrouter.conf import get_conf
 from cellrouter.db import database, dberror
-from cellrouter.db.engine import create_engine
+from cellrouter.db.engine import connection_cap, create_engine
 from cellrouter.index.cell_mapping import NO_TRANSPORT_URL, CellMapping, format_cell_url
 from cellrouter.url import mask_url
 
 if TYPE_CHECKING:
     import oslo_messaging
 
-__all__ = ["CellConnection", "get", "local", "release", "reset", "retain_current"]
+__all__ = [
+    "CellConnection",
+    "evict",
+    "get",
+    "local",
+    "open_connections",
+    "release",
+    "reset",
+    "retain_current",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -49,6 +66,7 @@ class CellConnection:
         "engine",
         "identity",
         "key",
+        "last_used",
         "transport_url",
         "version",
     )
@@ -68,10 +86,14 @@ class CellConnection:
         self.identity = identity
         #: the mapping these connections were built for (None: this service's own cell)
         self.cell = cell
+        #: when the cell was last looked up (a tick of :data:`_ticks`): evictions go oldest first
+        self.last_used = next(_ticks)
         self.engine: Engine = (
             engine
             if engine is not None
-            else create_engine(database_url, unavailable=self._unavailable, gate=self._gate)
+            else create_engine(
+                database_url, capped=True, unavailable=self._unavailable, gate=self._gate
+            )
         )
         self._transport: oslo_messaging.Transport | None = _UNBUILT
         self._lock = forksafe.Lock()
@@ -189,6 +211,19 @@ class CellConnection:
         if self.cell is not None:
             _health.record_queue_success(self.cell_uuid)
 
+    def close_idle(self) -> int:
+        """Close the pooled connections if none is in use (memory too); how many closed."""
+        engine_pool = self.engine.pool
+        if not isinstance(engine_pool, QueuePool) or engine_pool.checkedout():
+            return 0
+        idle = engine_pool.checkedin()
+        if idle:
+            self.engine.dispose()
+            cache = getattr(self.engine, "_compiled_cache", None)
+            if cache is not None:
+                cache.clear()
+        return idle
+
     def dispose(self) -> None:
         """Close pooled database connections and the transport, for good."""
         self.engine.dispose()
@@ -256,6 +291,8 @@ def set_health(hooks: HealthHooks) -> None:
     _health = hooks
 
 
+#: lookup ticks (LRU order of the cells)
+_ticks = itertools.count()
 # Replaced whole under _lock; read without it.
 _by_key: dict[_Key, CellConnection] = {}
 _lock = forksafe.Lock()
@@ -267,6 +304,7 @@ def get(cell: CellMapping) -> CellConnection:
     key = (cell.uuid, cell.database_connection, cell.transport_url)
     found = _by_key.get(key)
     if found is not None:
+        found.last_used = next(_ticks)
         return found
     # A URL still holding {placeholders} could not be filled from this
     # process's configuration: say why instead of connecting to it literally.
@@ -347,6 +385,22 @@ def retain_current(cells: Iterable[CellMapping]) -> None:
         release(stale)
 
 
+def evict(needed: int) -> int:
+    """Close the pooled connections of the least recently used cells that have none
+    in use, until about ``needed`` closed; how many did (the connection cap's evictor)."""
+    freed = 0
+    for conn in sorted(_by_key.values(), key=lambda conn: conn.last_used):
+        freed += conn.close_idle()
+        if freed >= needed:
+            break
+    return freed
+
+
+def open_connections() -> int:
+    """Open cell database connections of this process (what the cap counts)."""
+    return connection_cap().open
+
+
 def cell_uuids() -> list[str]:
     """The cells this process holds connections for."""
     return [key[0] for key in _by_key]
@@ -392,3 +446,6 @@ def forget_after_fork() -> None:
     global _by_key, _local
     _by_key = {}
     _local = None
+
+
+connection_cap().evictor = evict

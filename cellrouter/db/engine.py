@@ -9,12 +9,20 @@ An engine's owner may pass two hooks: ``unavailable`` turns a driver's
 connection error into the owner's own :class:`~cellrouter.exception.Unavailable`
 (naming the cell or the option, masked), and ``gate`` refuses a new
 connection at once while the owner knows the database is down.
+
+Engines built with ``capped=True`` (the cells') share one process-wide cap on
+open connections, ``[cells]/max_cell_connections`` (:class:`ConnectionCap`):
+at the cap, a new connection first asks the installed evictor (the registry:
+close the pools of the least recently used idle cells), then waits up to
+``db_pool_timeout`` for one to close.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +37,10 @@ from cellrouter.db import dberror
 from cellrouter.url import check_url, mask_url
 
 __all__ = [
+    "ConnectionCap",
     "Gate",
     "Unavailable",
+    "connection_cap",
     "create_engine",
     "detach_after_fork",
     "parse_db_url",
@@ -46,6 +56,113 @@ Gate = Callable[[], BaseException | None]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _engines_lock = forksafe.Lock()
+
+
+#: ``evict(needed)``: close idle pooled connections, about ``needed`` of them; how many closed
+Evictor = Callable[[int], int]
+
+
+class ConnectionCap:
+    """A process-wide count of the open connections of capped engines, and its limit."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self.open = 0
+        self.evictor: Evictor | None = None
+
+    def acquire(self) -> None:
+        """Count one more connection, making room first when at the cap (or raise)."""
+        opts = get_conf().cells
+        limit, wait = int(opts.max_cell_connections), float(opts.db_pool_timeout)
+        deadline = time.monotonic() + wait
+        evicted = False
+        while True:
+            with self._cond:
+                if self.open < limit:
+                    self.open += 1
+                    return
+                if evicted:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise exception.Unavailable(
+                            f"all {limit} cell database connections of this process are "
+                            f"in use ([cells]/max_cell_connections); none freed up within "
+                            f"{wait:g}s"
+                        )
+                    self._cond.wait(remaining)
+                    continue
+            evictor, evicted = self.evictor, True
+            if evictor is not None:
+                evictor(max(1, limit // 8))
+
+    def release(self) -> None:
+        with self._cond:
+            self.open = max(0, self.open - 1)
+            self._cond.notify()
+
+
+_cap = ConnectionCap()
+
+
+def connection_cap() -> ConnectionCap:
+    """The process's cap on open cell database connections."""
+    return _cap
+
+
+class _CappedQueuePool(pool.QueuePool):
+    """A QueuePool whose connections count against :func:`connection_cap`.
+
+    Every physical connect acquires, every physical close releases; a
+    connection returned to a pool that was disposed meanwhile is closed, not
+    kept (it would hold a slot nobody can reclaim).
+    """
+
+    def __init__(self, creator: Any, **kw: Any) -> None:
+        super().__init__(creator, **kw)
+        self._cap = _cap
+        self._disposed = False
+        #: the engine owner's ``unavailable`` hook, for a full cap (set by create_engine)
+        self.unavailable: Unavailable | None = None
+        invoke = self._invoke_creator
+        cap = self._cap
+
+        def counted(record: Any) -> Any:
+            try:
+                cap.acquire()
+            except exception.Unavailable as full:
+                hook = self.unavailable
+                if hook is None:
+                    raise
+                raise hook(full, False) from full
+            try:
+                return invoke(record)
+            except BaseException:
+                cap.release()
+                raise
+
+        self._invoke_creator = counted  # type: ignore[assignment]
+
+    def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
+        try:
+            super()._close_connection(connection, terminate=terminate)
+        finally:
+            self._cap.release()
+
+    def _do_return_conn(self, record: Any) -> None:
+        if self._disposed:
+            record.close()
+            return
+        super()._do_return_conn(record)
+
+    def dispose(self) -> None:
+        self._disposed = True
+        super().dispose()
+
+    def recreate(self) -> _CappedQueuePool:
+        new = super().recreate()
+        assert isinstance(new, _CappedQueuePool)
+        new.unavailable = self.unavailable
+        return new
 
 
 def parse_db_url(url: str) -> sa.URL:
@@ -162,6 +279,7 @@ def create_engine(
     url: str | sa.URL,
     *,
     pooled: bool = True,
+    capped: bool = False,
     bound_queries: bool = True,
     unavailable: Unavailable | None = None,
     gate: Gate | None = None,
@@ -172,7 +290,9 @@ def create_engine(
     ``pooled=False`` gives a NullPool engine for one-off work (migrations,
     operator commands in short-lived processes). ``bound_queries=False`` keeps
     the connect timeout but lets statements run as long as they need (schema
-    migrations). ``unavailable`` and ``gate``: see the module docstring.
+    migrations). ``capped=True`` counts the pool's connections against the
+    process-wide :func:`connection_cap`. ``unavailable`` and ``gate``: see the
+    module docstring.
     """
     parsed = parse_db_url(url) if isinstance(url, str) else url
     # Bound parameters can be URLs with passwords (cell_mappings writes): keep
@@ -187,7 +307,7 @@ def create_engine(
     else:
         opts = get_conf().cells
         kwargs.update(
-            poolclass=pool.QueuePool,
+            poolclass=_CappedQueuePool if capped else pool.QueuePool,
             pool_size=opts.db_pool_size,
             max_overflow=opts.db_max_overflow,
             pool_recycle=opts.db_pool_recycle,
@@ -204,6 +324,8 @@ def create_engine(
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     _install_hooks(engine, unavailable, gate)
+    if isinstance(engine.pool, _CappedQueuePool):
+        engine.pool.unavailable = unavailable
     query_timeout = float(get_conf().cells.db_query_timeout)
     if bound_queries and query_timeout > 0 and parsed.get_driver_name() == "psycopg":
         connection_class = _bounded_psycopg(query_timeout)
@@ -221,5 +343,9 @@ def detach_after_fork() -> None:
     """In a forked child: forget the parent's pooled sockets without closing them
     (they are the parent's); the child opens its own on first use. Called by the
     runtime's fork hook."""
+    global _cap
+    evictor = _cap.evictor
+    _cap = ConnectionCap()  # the parent's connections are not this process's
+    _cap.evictor = evictor
     for engine in list(_engines):
         engine.dispose(close=False)

@@ -48,6 +48,9 @@ def reset() -> None:
 def count(name: Counter, n: int = 1) -> None:
     """Add ``n`` to counter ``name``."""
     counter = _counters[name]
+    if n == 1:
+        next(counter)
+        return
     for _ in range(n):
         next(counter)
 

@@ -139,11 +139,20 @@ def _safe_key(prefix: str) -> Any:
 class LookupCache:
     """Get, set and invalidate lookup answers; a failing backend means a miss."""
 
-    def __init__(self, region: CacheRegion | None, name: str, retry_interval: float) -> None:
+    def __init__(
+        self,
+        region: CacheRegion | None,
+        name: str,
+        retry_interval: float,
+        local: dict[str, Any] | None = None,
+    ) -> None:
         #: None: the region could not be built (the first use logs why) or caching is off
         self.region = region
         self.name = name
         self.retry_interval = retry_interval
+        #: the memory backend's own dict (``cache_dict``): hits read it directly
+        self._local = local
+        self._expiration = float(region.expiration_time or 0) if region is not None else 0.0
         self._down_until = 0.0
         self._warned = False
         self._pending: set[str] = set()
@@ -160,6 +169,16 @@ class LookupCache:
 
     def get(self, key: str) -> Any | None:
         """The cached value of ``key``, or None (not cached, expired, or backend down)."""
+        local = self._local
+        if local is not None:
+            # In this process: the dict read directly (a memory backend cannot fail),
+            # the same expiry test as the region's.
+            entry = local.get(key)
+            if entry is not None and time.time() - entry.metadata["ct"] < self._expiration:
+                cache_stats.count("hits")
+                return entry.payload
+            cache_stats.count("misses")
+            return None
         region = self._usable()
         if region is None:
             cache_stats.count("misses")
@@ -249,9 +268,8 @@ class LookupCache:
 
     def clear_local(self) -> None:
         """Forget everything cached in this process (a no-op for shared backends)."""
-        region = self.region
-        if region is not None and region.backend.__class__.__module__.endswith(".memory"):
-            region.backend._cache.clear()
+        if self._local is not None:
+            self._local.clear()
 
     # -- failure and recovery ---------------------------------------------------
 
@@ -302,14 +320,14 @@ def from_conf(conf: cfg.ConfigOpts) -> LookupCache:
     name = group.backend
     if backend == "dogpile.cache.null":
         return LookupCache(None, name, group.retry_interval)
+    arguments = _arguments(conf, backend)
+    local: dict[str, Any] | None = None
+    if backend == BACKENDS["memory"]:
+        local = arguments.setdefault("cache_dict", {})
     try:
         region = make_region(
             key_mangler=None if backend in _LOCAL else _safe_key(group.key_prefix)
-        ).configure(
-            backend,
-            expiration_time=group.expiration_time,
-            arguments=_arguments(conf, backend),
-        )
+        ).configure(backend, expiration_time=group.expiration_time, arguments=arguments)
     except exception.ConfigurationError:
         raise
     except Exception as error:  # a missing client library, a bad argument
@@ -320,4 +338,4 @@ def from_conf(conf: cfg.ConfigOpts) -> LookupCache:
             mask_url(f"{type(error).__name__}: {error}"),
         )
         return LookupCache(None, name, group.retry_interval)
-    return LookupCache(region, name, group.retry_interval)
+    return LookupCache(region, name, group.retry_interval, local)

@@ -4,14 +4,15 @@ Endpoints:
 
 * ``POST /servers`` ``{"name", "flavor", "project"}``: a build request and an
   instance mapping with no cell, then a cast to the super conductor (202);
+  ``project`` defaults to the caller's, and only an admin may name another;
 * ``GET /servers/<id>``: resolved through the instance mapping; while the
   instance is building, from its build request; a cell that is down: 503;
 * ``GET /servers``: the cross-cell list (``limit``, ``marker``, repeatable
-  ``sort_key``/``sort_dir``, ``project_id``, ``down_cell_records``); the
-  answer names the cells that did not answer;
+  ``sort_key``/``sort_dir``, ``project_id``, ``all_tenants``,
+  ``down_cell_records``); the answer names the cells that did not answer;
 * ``DELETE /servers/<id>``: 204;
-* ``GET /cells``: every cell's health, counts and masked URLs;
-* ``GET /``: the same as a small HTML page for operators.
+* ``GET /cells`` (admin): every cell's health, counts and masked URLs;
+* ``GET /`` (admin): the same as a small HTML page for operators.
 
 Errors are JSON ``{"error": {"code", "message"}}``; a cellrouter error gets
 its status from its base (:func:`status_for`): NotFound 404, Invalid 400,
@@ -19,9 +20,21 @@ Conflict 409, Unavailable 503. Bad input is a 400, never a 500.
 
 The caller: :func:`request_context` builds the request's
 :class:`cellrouter.RequestContext` from keystonemiddleware's headers
-(``X-User-Id``, ``X-Project-Id``, ``X-Roles``); every handler gets it from
-there (``flask.g.ctx``), so scoping requests to a project changes that one
-function and the handlers' filters, nothing else.
+(``X-User-Id``, ``X-Project-Id``, ``X-Roles``; :mod:`cellrouter.reference.auth`,
+``[reference_api]/auth_strategy``); every handler gets it from there
+(``flask.g.ctx``). No project: 401. Every request is scoped to its project,
+as Nova's API is by its default policy:
+
+* a non-admin lists only its project: ``project_id`` is ignored (Nova drops
+  the filters a non-admin may not use) and ``all_tenants`` is 403; the list
+  pushes the project into every cell's query and asks only the cells where
+  the project has instances (``CellMapping.get_by_project``);
+* another project's server answers a show or a delete exactly as a server
+  that does not exist (404, same message), and as a list marker exactly as an
+  unknown marker (400), so existence does not leak; nothing is written;
+* ``GET /cells`` and ``GET /`` need the admin role (403);
+* an admin (role ``admin``) sees every project (``all_tenants=false``: its
+  own), filters by ``project_id`` and may boot into another project.
 
 Process: API-level, like Nova's. ``[api_database]/connection`` is the mapping
 index; ``[database]/connection`` is cell0's and ``[DEFAULT]/transport_url``
@@ -40,10 +53,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 import cellrouter
 from cellrouter import exception
+from cellrouter.reference.auth import HEADERS, Auth
 from cellrouter.reference.conductor import CONDUCTOR_TOPIC
 from cellrouter.reference.flavors import FLAVORS, get_flavor
 
@@ -75,7 +89,7 @@ SORT_KEYS = (
     "user_id",
 )
 _LIST_PARAMS = frozenset(
-    {"limit", "marker", "sort_key", "sort_dir", "project_id", "down_cell_records"}
+    {"limit", "marker", "sort_key", "sort_dir", "project_id", "all_tenants", "down_cell_records"}
 )
 _LIST_COLUMNS = (
     "uuid",
@@ -111,22 +125,29 @@ def status_for(error: exception.CellRouterError) -> int:
     return 500
 
 
-def request_context() -> cellrouter.RequestContext:
-    """The caller of this request, from keystonemiddleware's headers when present.
-
-    Every caller is an admin here (the reference API has no policy yet); the
-    project and user are recorded as given.
-    """
+def request_context(auth: Auth) -> cellrouter.RequestContext:
+    """The caller of this request, from keystonemiddleware's headers (or ``auth``'s noauth
+    caller); 401 without a project. ``is_admin``: the caller has the admin role."""
     headers = flask.request.headers
-    roles = [role.strip() for role in headers.get("X-Roles", "").split(",") if role.strip()]
-    ctx = cellrouter.RequestContext(
-        user_id=headers.get("X-User-Id") or None,
-        project_id=headers.get("X-Project-Id") or None,
-        is_admin=True,
-        request_id=headers.get("X-Openstack-Request-Id") or None,
-    )
-    flask.g.roles = roles
-    return ctx
+    found = {name: headers[name] for name in HEADERS if name in headers}
+    return auth.caller(found, request_id=headers.get("X-Openstack-Request-Id") or None)
+
+
+def _require_admin(ctx: cellrouter.RequestContext, what: str) -> None:
+    if not ctx.is_admin:
+        raise Forbidden(f"{what} requires the admin role.")
+
+
+def _mapping(ctx: cellrouter.RequestContext, instance_uuid: str) -> cellrouter.InstanceMapping:
+    """The server's instance mapping, if the caller may see it.
+
+    Another project's server raises exactly what a server with no mapping
+    raises (404, the same message): a non-admin cannot tell the two apart.
+    """
+    mapping = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, instance_uuid)
+    if not ctx.is_admin and mapping.project_id != ctx.project_id:
+        raise exception.InstanceMappingNotFound(uuid=instance_uuid)
+    return mapping
 
 
 def _uuid(value: str, what: str = "server id") -> str:
@@ -194,6 +215,8 @@ def create_server() -> tuple[Any, int]:
         raise _bad(f"name must be a non-empty string of at most {_NAME_LENGTH}")
     if not isinstance(project, str) or not project.strip() or len(project) > _NAME_LENGTH:
         raise _bad("project must be a non-empty string")
+    if project != ctx.project_id:
+        _require_admin(ctx, "Booting a server in another project")
     flavor = get_flavor(body.get("flavor"))
     instance_uuid = str(uuidlib.uuid4())
     spec = {
@@ -234,7 +257,7 @@ def show_server(server_id: str) -> dict[str, Any]:
     ctx: cellrouter.RequestContext = flask.g.ctx
     instance_uuid = _uuid(server_id)
     for _ in range(3):  # a build finishing under us moves it from build request to cell
-        mapping = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, instance_uuid)
+        mapping = _mapping(ctx, instance_uuid)
         if mapping.queued_for_delete:
             raise _gone(instance_uuid)
         cell = mapping.cell_mapping
@@ -286,11 +309,46 @@ def _limit(args: Any) -> int:
     return int(text)
 
 
-def _flag(args: Any, name: str) -> bool:
+def _flag(args: Any, name: str, empty: str | None = None) -> bool:
+    """A true/false parameter (absent: false; given empty: ``empty``, if allowed)."""
     text = args.get(name, "false").lower()
+    if not text and empty is not None:
+        text = empty
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise _bad(f"{name} must be true or false, not {text!r}")
     return text in ("true", "1", "yes")
+
+
+def _scope(ctx: cellrouter.RequestContext, args: Any) -> str | None:
+    """The project the list is restricted to (None: every project), as Nova decides it.
+
+    A non-admin: its own project whatever ``project_id`` says (ignored, as Nova
+    drops filters a non-admin may not use); ``all_tenants`` true is 403. An
+    admin: ``project_id`` if given, else every project (``all_tenants=false``:
+    its own).
+    """
+    project = args.get("project_id")
+    if project is not None and not project:
+        raise _bad("project_id must not be empty")
+    # Nova: a bare ``all_tenants`` (empty value) means true
+    all_tenants = _flag(args, "all_tenants", empty="true") if "all_tenants" in args else None
+    if not ctx.is_admin:
+        if all_tenants:
+            _require_admin(ctx, "Listing the servers of all projects")
+        if project is not None and project != ctx.project_id:
+            LOG.debug("Ignoring project_id=%s of a non-admin caller", project)
+        return ctx.project_id
+    if project is not None:
+        return str(project)
+    return ctx.project_id if all_tenants is False else None
+
+
+def _check_marker(ctx: cellrouter.RequestContext, marker: str) -> None:
+    """An unknown marker, or one of a server the caller may not see: the same 400."""
+    try:
+        _mapping(ctx, marker)
+    except exception.InstanceMappingNotFound:
+        raise exception.InvalidMarker(marker=marker) from None
 
 
 def list_servers() -> dict[str, Any]:
@@ -299,13 +357,15 @@ def list_servers() -> dict[str, Any]:
     unknown = sorted(set(args) - _LIST_PARAMS)
     if unknown:
         raise _bad(f"unknown parameter(s): {', '.join(unknown)}")
-    for name in ("limit", "marker", "project_id", "down_cell_records"):
+    for name in ("limit", "marker", "project_id", "all_tenants", "down_cell_records"):
         if len(args.getlist(name)) > 1:
             raise _bad(f"{name} may be given once")
     limit = _limit(args)
+    project = _scope(ctx, args)
     marker = args.get("marker")
     if marker is not None:
         marker = _uuid(marker, "marker")
+        _check_marker(ctx, marker)
     sort_keys = args.getlist("sort_key")
     sort_dirs = args.getlist("sort_dir")
     bad = [key for key in sort_keys if key not in SORT_KEYS]
@@ -320,20 +380,17 @@ def list_servers() -> dict[str, Any]:
         raise _bad(f"sort_dir must be asc or desc, not {wrong[0]!r}")
     if len(sort_dirs) > max(len(sort_keys), 1):
         raise _bad("more sort_dir than sort_key values")
-    filters: dict[str, Any] = {}
-    project = args.get("project_id")
-    if project is not None:
-        if not project:
-            raise _bad("project_id must not be empty")
-        filters["project_id"] = project
     down_records = _flag(args, "down_cell_records")
+    # a project's list: the filter goes into every cell's query, and only the
+    # cells where the project has instances are asked (CellMapping.get_by_project)
     page = cellrouter.list_instances(
         ctx,
         sort_keys=sort_keys or None,
         sort_dirs=sort_dirs or None,
         limit=limit,
         marker=marker,
-        filters=filters,
+        filters={"project_id": project} if project is not None else {},
+        by_project=project is not None,
         down_cell_records=down_records,
         columns=_LIST_COLUMNS,
     )
@@ -356,7 +413,7 @@ def list_servers() -> dict[str, Any]:
 def delete_server(server_id: str) -> tuple[str, int]:
     ctx: cellrouter.RequestContext = flask.g.ctx
     instance_uuid = _uuid(server_id)
-    mapping = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, instance_uuid)
+    mapping = _mapping(ctx, instance_uuid)
     if mapping.queued_for_delete:
         raise _gone(instance_uuid)
     if mapping.cell_mapping is None:
@@ -439,6 +496,7 @@ def _cells(ctx: cellrouter.RequestContext) -> list[dict[str, Any]]:
 
 
 def list_cells() -> dict[str, Any]:
+    _require_admin(flask.g.ctx, "GET /cells")
     return {"cells": _cells(flask.g.ctx)}
 
 
@@ -462,6 +520,7 @@ td, th {{ border: 1px solid #ccc; padding: .3em .8em; text-align: left; }}
 
 
 def status_page() -> flask.Response:
+    _require_admin(flask.g.ctx, "The status page")
     rows = []
     for cell in _cells(flask.g.ctx):
         health = cell["health"]
@@ -488,14 +547,20 @@ def _error(status: int, message: str) -> flask.Response:
     return response
 
 
-def create_app() -> flask.Flask:
-    """The WSGI application (cellrouter must be set up already: ``cellrouter.setup``)."""
+def create_app(auth: Auth | None = None) -> flask.Flask:
+    """The WSGI application (cellrouter must be set up already: ``cellrouter.setup``).
+
+    ``auth``: how callers are identified (default: ``[reference_api]`` of
+    ``cellrouter.CONF``).
+    """
+    auth = auth if auth is not None else Auth.from_conf()
+    LOG.info("Reference API auth: %s", auth.describe())
     app = flask.Flask("cellrouter.reference.api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     @app.before_request
     def _caller() -> None:
-        flask.g.ctx = request_context()
+        flask.g.ctx = request_context(auth)
 
     app.add_url_rule("/", view_func=status_page, methods=["GET"])
     app.add_url_rule("/cells", view_func=list_cells, methods=["GET"])
@@ -513,7 +578,10 @@ def create_app() -> flask.Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> flask.Response:
-        return _error(error.code or 500, error.description or error.name)
+        response = _error(error.code or 500, error.description or error.name)
+        if error.code == 401:  # as keystonemiddleware answers
+            response.headers["WWW-Authenticate"] = "Keystone"
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> flask.Response:

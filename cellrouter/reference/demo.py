@@ -5,9 +5,16 @@ its own files first, so it runs again), it sets up the API database, cell0
 and two cells, starts compute agents for three hosts per cell, maps them
 with ``discover_hosts``, serves the reference API on a local port and then,
 over HTTP only: boots servers (some buried in cell0, some failing on their
-host, on purpose), lists them sorted and paginated across the cells, shows
-some, deletes some, makes one cell unreachable and lists again (partial, with
-down-cell records), and prints a short report with timings.
+host, on purpose), lists them sorted and paginated across the cells, lets
+each of the two projects list only its own servers (and be refused the
+other's), shows some, deletes some, makes one cell unreachable and lists
+again (partial, with down-cell records), and prints a short report with
+timings.
+
+The API runs with ``[reference_api]/auth_strategy = noauth`` (no Keystone
+here): a request without keystonemiddleware's headers is the fixed admin
+caller (project ``demo``); the projects' own requests send the headers
+keystonemiddleware would set.
 
 Default: SQLite files and in-process messaging, everything in this process.
 ``--mysql URL --rabbit URL``: the same on MariaDB and RabbitMQ, with the API
@@ -25,12 +32,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cellrouter
 from cellrouter import exception
+from cellrouter.reference.auth import Auth
 from cellrouter.reference.deployment import (
     CellSpec,
     EmbeddedDeployment,
@@ -49,18 +57,28 @@ _OWN_FILES = ("*.db", "*.db-journal", "*.db-wal", "*.db-shm", "*.conf", "*.log")
 class Client:
     """A tiny JSON client of the reference API (urllib: nothing to install)."""
 
-    def __init__(self, base: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base: str, timeout: float = 30.0, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.headers = dict(headers or {})
+
+    def as_caller(
+        self, project_id: str, user_id: str | None = None, roles: Sequence[str] = ()
+    ) -> Client:
+        """A client sending what keystonemiddleware sets for a token of ``project_id``."""
+        headers = {"X-Project-Id": project_id, "X-Roles": ",".join(roles)}
+        if user_id is not None:
+            headers["X-User-Id"] = user_id
+        return Client(self.base, self.timeout, headers)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.base + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
-        )
+        headers = dict(self.headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 status, raw = response.status, response.read()
@@ -161,6 +179,7 @@ def run(
         f"{len(deployment.cells)} cells mapped (masked URLs on GET /cells); "
         f"discover_hosts mapped {hosts} new host(s); API at {deployment.url}",
     )
+    report.out(f"    API auth: {Auth.from_conf().describe()}")
     client = Client(deployment.url)
     try:
         return _scenario(client, deployment, servers, report, tty, down_url)
@@ -223,6 +242,30 @@ def _scenario(
         t,
         f"{len(walked)} servers in {pages} pages, in order: {names[0]}, {names[1]} ... {names[-1]}",
     )
+    # -- projects
+    projects = sorted({s["project_id"] for s in listed})
+    t = report.step(
+        f"Each project lists only its own servers ({' and '.join(projects)}, "
+        "X-Project-Id as keystonemiddleware sets it, no admin role)"
+    )
+    for project in projects:
+        other = next(p for p in projects if p != project)
+        tenant = client.as_caller(project, user_id=f"{project}-user")
+        own, _, _ = tenant.list_all(limit=1000)
+        expected = {s["id"] for s in listed if s["project_id"] == project}
+        if {s["id"] for s in own} != expected or len(own) != len(expected):
+            raise exception.CellRouterError(f"{project} does not list exactly its own servers")
+        asked, _, _ = tenant.list_all(limit=1000, project_id=other)
+        foreign = next(s["id"] for s in listed if s["project_id"] == other)
+        shown, _ = tenant.request("GET", f"/servers/{foreign}")
+        cells_status, _ = tenant.request("GET", "/cells")
+        if {s["id"] for s in asked} != expected or shown != 404 or cells_status != 403:
+            raise exception.CellRouterError(f"{project} reached beyond its own project")
+        out(
+            f"    {project}: {len(own)} servers, all its own; with project_id={other}: "
+            f"still its own {len(asked)}; a {other} server: {shown}; GET /cells: {cells_status}"
+        )
+    report.done("projects", t, f"{len(projects)} projects, each isolated from the other")
     # -- show
     t = report.step("Show servers (resolved through their instance mapping)")
     active = next(s for s in listed if s["status"] == "ACTIVE")
@@ -352,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mysql:
             topology = _server_topology(args.mysql, args.rabbit, workdir)
             deployment: EmbeddedDeployment | ProcessDeployment = ProcessDeployment(
-                topology, workdir
+                topology, workdir, auth_strategy="noauth"
             )
             down_url = sa_down_url(args.mysql)
             print(
@@ -361,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             topology = Topology.sqlite(workdir)
-            deployment = EmbeddedDeployment(topology, workdir)
+            deployment = EmbeddedDeployment(topology, workdir, auth_strategy="noauth")
             down_url = None
             print(
                 f"cellrouter demo: SQLite files in {workdir}/, in-process messaging; "

@@ -12,7 +12,10 @@ Two ways to run the same services:
 
 Both first :func:`prepare` the deployment as an operator would: migrate the
 API database, cell0 and every cell, map them, start the compute agents,
-then run ``discover_hosts``.
+then run ``discover_hosts``. ``auth_strategy`` goes into ``api.conf``'s
+``[reference_api]``: ``keystone`` (the default: callers come from
+keystonemiddleware's headers) or ``noauth`` (the demo's: a request naming no
+project is the fixed admin caller, see :mod:`cellrouter.reference.auth`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import cellrouter
 from cellrouter import exception
 from cellrouter.reference.api import create_app
+from cellrouter.reference.auth import AUTH_STRATEGIES
 from cellrouter.reference.compute import ComputeAgent
 from cellrouter.reference.conductor import SuperConductor
 
@@ -98,19 +102,27 @@ rpc_send_timeout = 10
 """
 
 
-def write_configs(topology: Topology, workdir: Path) -> dict[str, Path]:
+def write_configs(
+    topology: Topology, workdir: Path, auth_strategy: str = "keystone"
+) -> dict[str, Path]:
     """Write ``api.conf`` (API and conductor) and ``<cell>.conf`` (its compute agents).
 
     Returns name -> path ("api", then each cell's name). The API-level
     services' ``[database]`` is cell0's, as in Nova; a cell's file names only
-    its own database and queue.
+    its own database and queue. ``auth_strategy``: the API's
+    ``[reference_api]/auth_strategy``.
     """
+    if auth_strategy not in AUTH_STRATEGIES:
+        raise exception.InvalidValue(
+            what="auth_strategy", reason=f"one of {', '.join(AUTH_STRATEGIES)}"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     paths = {"api": workdir / "api.conf"}
     paths["api"].write_text(
         f"[DEFAULT]\ntransport_url = {topology.api_transport_url}\n\n"
         f"[api_database]\nconnection = {topology.api_database}\n\n"
-        f"[database]\nconnection = {topology.cell0_database}\n" + _CELLS_OPTIONS
+        f"[database]\nconnection = {topology.cell0_database}\n\n"
+        f"[reference_api]\nauth_strategy = {auth_strategy}\n" + _CELLS_OPTIONS
     )
     for cell in topology.cells:
         path = paths[cell.name] = workdir / f"{cell.name}.conf"
@@ -147,12 +159,14 @@ def prepare(topology: Topology, api_conf: Path) -> dict[str, cellrouter.CellMapp
 
 
 def _wait_http(url: str, timeout: float) -> None:
+    """Wait until ``url`` answers HTTP (any status: a 401 without credentials is up too)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
@@ -163,11 +177,19 @@ def _wait_http(url: str, timeout: float) -> None:
 class EmbeddedDeployment:
     """API, conductor and compute agents in this process (SQLite + ``fake://``)."""
 
-    def __init__(self, topology: Topology, workdir: Path, port: int = 0, threads: int = 16):
+    def __init__(
+        self,
+        topology: Topology,
+        workdir: Path,
+        port: int = 0,
+        threads: int = 16,
+        auth_strategy: str = "keystone",
+    ) -> None:
         self.topology = topology
         self.workdir = Path(workdir)
         self.port = port
         self.threads = threads
+        self.auth_strategy = auth_strategy
         self.cells: dict[str, cellrouter.CellMapping] = {}
         self.agents: list[ComputeAgent] = []
         self.conductor: SuperConductor | None = None
@@ -180,7 +202,7 @@ class EmbeddedDeployment:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedDeployment:
-        paths = write_configs(self.topology, self.workdir)
+        paths = write_configs(self.topology, self.workdir, self.auth_strategy)
         self.cells = prepare(self.topology, paths["api"])
         for spec in self.topology.cells:
             for host in spec.hosts:
@@ -221,12 +243,18 @@ class ProcessDeployment:
     """API (gunicorn workers), conductor and one process per cell's agents."""
 
     def __init__(
-        self, topology: Topology, workdir: Path, port: int = 0, api_workers: int = 2
+        self,
+        topology: Topology,
+        workdir: Path,
+        port: int = 0,
+        api_workers: int = 2,
+        auth_strategy: str = "keystone",
     ) -> None:
         self.topology = topology
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.api_workers = api_workers
+        self.auth_strategy = auth_strategy
         self.cells: dict[str, cellrouter.CellMapping] = {}
         self.discovered: Any = None
         self.processes: dict[str, subprocess.Popen[str]] = {}
@@ -255,7 +283,7 @@ class ProcessDeployment:
             raise exception.Unavailable(reason=f"{name} did not start: {line!r} {text}")
 
     def start(self) -> ProcessDeployment:
-        paths = write_configs(self.topology, self.workdir)
+        paths = write_configs(self.topology, self.workdir, self.auth_strategy)
         self.cells = prepare(self.topology, paths["api"])
         for spec in self.topology.cells:
             hosts = [arg for host in spec.hosts for arg in ("--host", host)]

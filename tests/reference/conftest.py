@@ -2,7 +2,8 @@
 
 ``embedded``: one :class:`~cellrouter.reference.deployment.EmbeddedDeployment`
 per test module (SQLite files, ``fake://``, everything in this process; no
-server), with ``client`` speaking HTTP to it. The functional tests here
+server; ``noauth``: a request without headers is an admin), with ``client``
+speaking HTTP to it. The functional tests here
 (marked ``functional``) use the helpers of ``tests/functional/servers.py`` for
 their own MariaDB databases and RabbitMQ vhosts.
 """
@@ -27,7 +28,7 @@ if str(_FUNCTIONAL) not in sys.path:
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedDeployment]:
     workdir = tmp_path_factory.mktemp("reference")
-    deployment = EmbeddedDeployment(Topology.sqlite(workdir), workdir)
+    deployment = EmbeddedDeployment(Topology.sqlite(workdir), workdir, auth_strategy="noauth")
     try:
         yield deployment.start()
     finally:

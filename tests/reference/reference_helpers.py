@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import sqlalchemy as sa
 
 import cellrouter
 from cellrouter import exception
@@ -38,3 +40,21 @@ def rows_everywhere(instance_uuid: str, read_deleted: str = "no") -> dict[str, d
             except exception.InstanceNotFound:
                 pass
     return found
+
+
+def database_snapshot(urls: Sequence[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+    """url -> table -> every row, sorted: what "nothing was written" compares."""
+    snapshot = {}
+    for url in urls:
+        engine = sa.create_engine(url)
+        try:
+            metadata = sa.MetaData()
+            metadata.reflect(engine)
+            with engine.connect() as conn:
+                snapshot[url] = {
+                    name: sorted((tuple(row) for row in conn.execute(sa.select(table))), key=repr)
+                    for name, table in metadata.tables.items()
+                }
+        finally:
+            engine.dispose()
+    return snapshot

@@ -160,7 +160,7 @@ def test_bad_list_parameters_are_400(client: Client, query: str, words: str) -> 
         {"name": 5, "flavor": "m1.tiny", "project": "p"},
         {"name": "x", "flavor": "m9.nope", "project": "p"},
         {"name": "x", "project": "p"},
-        {"name": "x", "flavor": "m1.tiny"},
+        {"name": "x", "flavor": "m1.tiny", "project": 5},
         {"name": "x", "flavor": "m1.tiny", "project": "p", "extra": 1},
         ["name", "x"],
         "text",

@@ -1,5 +1,6 @@
 """The multi-process deployment on MariaDB (api, cell0, cell1, cell2) and RabbitMQ
-(one vhost per cell and one for the API level): 200 servers over HTTP."""
+(one vhost per cell and one for the API level): 200 servers over HTTP, the
+callers named by keystonemiddleware's headers (``auth_strategy = keystone``)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def test_two_hundred_servers_across_processes(topology: Topology, tmp_path: Path
     try:
         assert len(deployment.discovered.new_hosts) == 4
         assert set(deployment.processes) == {"compute-cell1", "compute-cell2", "conductor", "api"}
-        client = Client(deployment.url)
+        assert Client(deployment.url).request("GET", "/servers")[0] == 401  # no project
+        client = Client(deployment.url).as_caller("operators", "op", ["admin"])
 
         def boot(i: int) -> str:
             body = {"name": f"mp-{i:03d}", "flavor": "m1.tiny", "project": f"p{i % 3}"}
@@ -71,7 +73,14 @@ def test_two_hundred_servers_across_processes(topology: Topology, tmp_path: Path
             done = len(listed) == SERVERS and all(s["status"] == "ACTIVE" for s in listed)
             return listed if done else None
 
-        wait_for(all_active, timeout=180)
+        listed = wait_for(all_active, timeout=180)
+        # every gunicorn worker scopes a tenant to its project
+        tenant = Client(deployment.url).as_caller("p1", "u1", ["member"])
+        own = {s["id"] for s in listed if s["project_id"] == "p1"}
+        for _ in range(4):
+            assert {s["id"] for s in tenant.list_all(limit=1000, project_id="p2")[0]} == own
+        foreign = next(s["id"] for s in listed if s["project_id"] == "p2")
+        assert tenant.request("DELETE", f"/servers/{foreign}")[0] == 404
         # each landed in exactly one cell, and its mapping says which
         ctx = cellrouter.get_admin_context()  # this process is the operator (api.conf)
         mappings = {

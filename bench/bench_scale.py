@@ -1,0 +1,289 @@
+"""Cross-cell list at scale, cell0 included (SQLite files, one run; ratios only).
+
+    python bench/bench_scale.py [--rows 6000] [--repeat 15] [--max-cells 1000]
+
+Measures, in this process and this run:
+
+* 3 cells x rows/3 instances plus an empty cell0 against the plain
+  single-database query of the same rows (SQLAlchemy Core, Rows): the first
+  page (limit 1000, ``created_at desc``), as Rows and as dicts, and a full walk
+  (target <= 1.5x each);
+* the project-filtered first page (one of 20 projects) against the same
+  filtered query on one database;
+* first-page latency, worker threads, open cell connections and RSS with the
+  same total rows over 1, 4, 16, 64, 256 and 1000 cells (+ an empty cell0;
+  target: 64 cells <= 2x 4 cells).
+
+Cell databases are copies of one migrated SQLite file, in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from cellrouter import conf as cr_conf
+from cellrouter import workers
+from cellrouter.across.instance_counts import instance_counts
+from cellrouter.across.instance_list import list_instances
+from cellrouter.across.sorting import after_marker, build_sort_spec, order_by
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext, get_admin_context
+from cellrouter.db import migration
+from cellrouter.db.api_schema import instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.index.cached_index import CACHED_INDEX
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+
+PAGE = 1000
+SCALING_CELLS = (1, 4, 16, 64, 256, 1000)
+_EPOCH = datetime.datetime(2024, 1, 1)
+
+
+def _instance(rng: random.Random) -> dict[str, Any]:
+    created = _EPOCH + datetime.timedelta(microseconds=rng.randrange(10**13))
+    return {
+        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "project_id": f"project-{rng.randrange(20)}",
+        "user_id": f"user-{rng.randrange(50)}",
+        "host": f"compute-{rng.randrange(100)}",
+        "node": "node",
+        "display_name": f"vm-{rng.randrange(10**6)}",
+        "hostname": "vm",
+        "vm_state": "active",
+        "power_state": 1,
+        "memory_mb": 2048,
+        "vcpus": 2,
+        "root_gb": 20,
+        "image_ref": "image",
+        "availability_zone": "nova",
+        "created_at": created,
+        "updated_at": created,
+        "launched_at": created,
+        "deleted": 0,
+    }
+
+
+class World:
+    """An API database, an empty cell0 and ``cells`` cells sharing ``rows`` instances."""
+
+    def __init__(self, root: Path, template: Path, name: str, cells: int, rows: int) -> None:
+        self.api_url = f"sqlite:///{root / f'{name}-api.db'}"
+        migration.sync("api", self.api_url)
+        self.use()
+        ctx = get_admin_context()
+        rng = random.Random(cells)
+        self.cells: list[CellMapping] = []
+        api = sa.create_engine(self.api_url)
+        for index in range(cells + 1):
+            path = root / f"{name}-cell{index}.db"
+            shutil.copyfile(template, path)
+            extra = {"uuid": CELL0_UUID} if index == 0 else {}
+            cell = CellMapping.create(
+                ctx,
+                name=f"{name}-{index}",
+                database_connection=f"sqlite:///{path}",
+                transport_url="none:///",
+                **extra,
+            )
+            self.cells.append(cell)
+            if index == 0:
+                continue  # cell0: empty
+            share = rows // cells + (1 if index <= rows % cells else 0)
+            data = [_instance(rng) for _ in range(share)]
+            if not data:
+                continue
+            engine = sa.create_engine(f"sqlite:///{path}")
+            with engine.begin() as conn:
+                conn.execute(sa.insert(instances), data)
+            engine.dispose()
+            with api.begin() as conn:
+                conn.execute(
+                    sa.insert(instance_mappings),
+                    [
+                        {
+                            "instance_uuid": r["uuid"],
+                            "cell_id": cell.id,
+                            "project_id": r["project_id"],
+                        }
+                        for r in data
+                    ],
+                )
+        api.dispose()
+
+    def use(self) -> None:
+        cr_conf.get_conf().set_override("connection", self.api_url, group="api_database")
+        CACHED_INDEX.reset()
+        instance_counts().reset()
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    """Minimum wall seconds of ``repeat`` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def raw_page(url: str, project: str | None = None) -> Callable[[str | None], list[Any]]:
+    """The same page as one plain Core query on one database: (marker uuid) -> rows."""
+    engine = sa.create_engine(url)
+    spec = build_sort_spec(instances, ["created_at"], ["desc"])
+    cols = [instances.c[key] for key in spec.keys]
+    base = sa.select(instances).where(instances.c.deleted == 0)
+    if project is not None:
+        base = base.where(instances.c.project_id == project)
+    by_uuid = sa.select(*cols).where(instances.c.uuid == sa.bindparam("u"))
+
+    def run(marker: str | None) -> list[Any]:
+        with engine.connect() as conn:
+            stmt = base
+            if marker is not None:
+                after = tuple(conn.execute(by_uuid, {"u": marker}).one())
+                stmt = stmt.where(after_marker(spec, cols, after, conn.dialect))
+            stmt = stmt.order_by(*order_by(spec, cols, conn.dialect)).limit(PAGE)
+            return list(conn.execute(stmt).all())
+
+    return run
+
+
+def raw_walk(run: Callable[[str | None], list[Any]]) -> int:
+    marker, seen = None, 0
+    while True:
+        rows = run(marker)
+        seen += len(rows)
+        if len(rows) < PAGE:
+            return seen
+        marker = rows[-1].uuid
+
+
+def walk(ctx: RequestContext, as_dicts: bool) -> int:
+    marker, seen = None, 0
+    while True:
+        page = list_instances(ctx, limit=PAGE, marker=marker, as_dicts=as_dicts)
+        seen += len(page.rows)
+        marker = page.next_marker
+        if marker is None:
+            return seen
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--max-cells", type=int, default=1000)
+    parser.add_argument("--scale-rows", type=int, default=6000, help="total rows when scaling")
+    args = parser.parse_args()
+    conf = cr_conf.setup([], default_config_files=[])
+    conf.set_override("list_cells_by_mappings", True, group="cells")  # one query per cell
+    ctx = get_admin_context()
+
+    def line(label: str, value: str, note: str = "") -> None:
+        print(f"{label:<56} {value:>12}  {note}", flush=True)
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="cellrouter-bench-scale-") as tmp:
+        root = Path(tmp)
+        template = root / "template.db"
+        migration.sync("cell", f"sqlite:///{template}")
+        single = World(root, template, "single", 1, args.rows)
+        three = World(root, template, "three", 3, args.rows)
+        print(f"# setup {time.perf_counter() - t0:.1f}s; SQLite, {args.rows} instances\n")
+        raw = raw_page(single.cells[1].database_connection)
+        raw_p = raw_page(single.cells[1].database_connection, "project-3")
+        raw_first = best(lambda: raw(None), args.repeat)
+        raw_all = best(lambda: raw_walk(raw), max(3, args.repeat // 3))
+        raw_proj = best(lambda: raw_p(None), args.repeat)
+        three.use()
+        rows_first = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), args.repeat)
+        dict_first = best(lambda: list_instances(ctx, limit=PAGE), args.repeat)
+        walk_rows = best(lambda: walk(ctx, False), max(3, args.repeat // 3))
+        walk_dicts = best(lambda: walk(ctx, True), max(3, args.repeat // 3))
+        assert walk(ctx, False) == args.rows
+        proj = best(
+            lambda: list_instances(
+                ctx, limit=PAGE, filters={"project_id": "project-3"}, as_dicts=False
+            ),
+            args.repeat,
+        )
+        line("first page, plain Core query on one DB (Rows)", f"{raw_first * 1e3:.2f} ms")
+        line(
+            "first page, 3 cells + empty cell0 (Rows)",
+            f"{rows_first * 1e3:.2f} ms",
+            f"{rows_first / raw_first:.2f}x one DB (target <= 1.5x)",
+        )
+        line(
+            "first page, 3 cells + empty cell0 (dicts)",
+            f"{dict_first * 1e3:.2f} ms",
+            f"{dict_first / raw_first:.2f}x one DB",
+        )
+        line("full walk, plain Core keyset pages on one DB", f"{raw_all * 1e3:.1f} ms")
+        line(
+            "full walk, 3 cells + cell0 (Rows)",
+            f"{walk_rows * 1e3:.1f} ms",
+            f"{walk_rows / raw_all:.2f}x one DB (target <= 1.5x)",
+        )
+        line(
+            "full walk, 3 cells + cell0 (dicts)",
+            f"{walk_dicts * 1e3:.1f} ms",
+            f"{walk_dicts / raw_all:.2f}x one DB",
+        )
+        line("project page, plain Core query on one DB", f"{raw_proj * 1e3:.2f} ms")
+        line(
+            "project page, 3 cells + cell0 (Rows)",
+            f"{proj * 1e3:.2f} ms",
+            f"{proj / raw_proj:.2f}x one DB",
+        )
+
+        print()
+        opts = cr_conf.get_conf().cells
+        print(
+            f"# scaling: {args.scale_rows} rows in all; max_worker_threads="
+            f"{opts.max_worker_threads}, max_cell_connections={opts.max_cell_connections}"
+        )
+        figures: dict[int, float] = {}
+        for count in SCALING_CELLS:
+            if count > args.max_cells:
+                break
+            rss_before = rss_mb()
+            world = World(root, template, f"scale{count}", count, args.scale_rows)
+            start = time.perf_counter()
+            cold = list_instances(ctx, limit=PAGE, as_dicts=False)
+            cold_s = time.perf_counter() - start
+            assert not cold.partial, cold.failed_cells
+            repeat = args.repeat if count <= 64 else max(3, args.repeat // 3)
+            figure = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), repeat)
+            figures[count] = figure
+            threads, _ = workers.stats()
+            note = f"cold {cold_s * 1e3:.0f} ms; threads {threads} (all {threading.active_count()})"
+            note += f", connections {registry.open_connections()}"
+            note += f", RSS {rss_mb():.0f} MB (+{rss_mb() - rss_before:.1f})"
+            if 4 in figures:
+                note += f"; {figure / figures[4]:.2f}x 4 cells"
+            line(f"first page, {count} cells + cell0", f"{figure * 1e3:.1f} ms", note)
+            del world
+    print(f"\n# total {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""How many instances each cell holds, from the API database's instance mappings.
+
+A cross-cell instance list apportions its page by these counts and skips the
+cells that hold none of the requested instances (an empty cell0, the cells
+where a project has no instances). Counts are kept per project (or for all
+projects) for :data:`COUNTS_TTL` seconds: they only size the batches, so a
+stale count costs at most one more query. Whether a cell holds *any* matching
+instance is never taken from the cache: a cell counted as empty is checked on
+every page with one indexed ``EXISTS`` query, so an instance is listed the
+moment it is mapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from cellrouter import exception
+from cellrouter.db.api_schema import cell_mappings, instance_mappings
+from cellrouter.db.database import api_engine
+from cellrouter.index.cell_mapping import CellMapping
+
+__all__ = ["COUNTS_TTL", "InstanceCounts", "instance_counts"]
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds a cell's instance counts are reused for sizing batches.
+COUNTS_TTL = 30.0
+#: Project scopes whose counts are kept (least recently used dropped).
+_MAX_SCOPES = 1024
+
+#: the project filter counts are for: None (all projects) or sorted project ids
+Scope = tuple[str, ...] | None
+#: cell id -> (live instances, instances queued for deletion)
+_Counts = dict[int, tuple[int, int]]
+
+_im = instance_mappings
+
+
+def _project_condition(scope: Scope) -> list[sa.ColumnElement[bool]]:
+    if scope is None:
+        return []
+    return [_im.c.project_id.in_(scope)] if len(scope) > 1 else [_im.c.project_id == scope[0]]
+
+
+def _count(scope: Scope) -> _Counts:
+    stmt = (
+        sa.select(_im.c.cell_id, _im.c.queued_for_delete, sa.func.count())
+        .where(_im.c.cell_id.is_not(None), *_project_condition(scope))
+        .group_by(_im.c.cell_id, _im.c.queued_for_delete)
+    )
+    counts: dict[int, list[int]] = {}
+    with api_engine().connect() as conn:
+        for cell_id, queued, number in conn.execute(stmt):
+            counts.setdefault(cell_id, [0, 0])[1 if queued else 0] += int(number)
+    return {cell_id: (live, queued) for cell_id, (live, queued) in counts.items()}
+
+
+def _holding(cell_ids: Sequence[int], scope: Scope) -> set[int]:
+    """Which of ``cell_ids`` hold at least one mapped instance in ``scope`` (one query)."""
+    held = (
+        sa.select(sa.literal(1))
+        .where(_im.c.cell_id == cell_mappings.c.id, *_project_condition(scope))
+        .exists()
+    )
+    stmt = sa.select(cell_mappings.c.id).where(cell_mappings.c.id.in_(cell_ids), held)
+    with api_engine().connect() as conn:
+        return {cell_id for (cell_id,) in conn.execute(stmt)}
+
+
+def scope_of(project_filter: Any) -> Scope | bool:
+    """The count scope of a ``project_id`` filter value; False when counts cannot say."""
+    if project_filter is None:
+        return None
+    if isinstance(project_filter, str):
+        return (project_filter,)
+    if isinstance(project_filter, list | tuple | set | frozenset) and all(
+        isinstance(value, str) for value in project_filter
+    ):
+        return tuple(sorted(set(project_filter))) or False
+    return False
+
+
+class InstanceCounts:
+    """Per-cell instance counts, cached per project scope for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = COUNTS_TTL) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: OrderedDict[Scope, tuple[float, _Counts]] = OrderedDict()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cached.clear()
+
+    def _counts(self, scope: Scope, fresh: bool) -> _Counts:
+        now = time.monotonic()
+        if not fresh:
+            with self._lock:
+                found = self._cached.get(scope)
+                if found is not None and found[0] > now:
+                    self._cached.move_to_end(scope)
+                    return found[1]
+        counts = _count(scope)
+        with self._lock:
+            self._cached[scope] = (now + self.ttl, counts)
+            self._cached.move_to_end(scope)
+            while len(self._cached) > _MAX_SCOPES:
+                self._cached.popitem(last=False)
+        return counts
+
+    def estimates(
+        self, cells: Iterable[CellMapping], project_filter: Any, deleted: bool | None
+    ) -> Mapping[str, int] | None:
+        """cell uuid -> about how many matching instances it holds, for the cells that
+        hold any; a cell left out holds none. None: the API database cannot say
+        (unreachable, not configured here, or a project filter it cannot count).
+
+        ``deleted``: count live instances (False), deleted ones (True) or both (None).
+        """
+        scope = scope_of(project_filter)
+        if scope is False:
+            return None
+        assert scope is not True
+        cells = list(cells)
+        try:
+            counts = self._counts(scope, fresh=False)
+            empty = [cell.id for cell in cells if sum(counts.get(cell.id, (0, 0))) == 0]
+            if empty:
+                found = _holding(empty, scope)
+                if found:  # mapped since counted: count again
+                    counts = self._counts(scope, fresh=True)
+                    for cell_id in found:
+                        counts.setdefault(cell_id, (1, 1))
+        except (exception.Unavailable, exception.UpcallForbidden) as exc:
+            LOG.debug("No instance counts for list batching: %s", exc)
+            return None
+        result: dict[str, int] = {}
+        for cell in cells:
+            live, queued = counts.get(cell.id, (0, 0))
+            if live + queued == 0:
+                continue
+            number = live if deleted is False else queued if deleted else live + queued
+            result[cell.uuid] = max(number, 1)
+        return result
+
+
+_COUNTS = InstanceCounts()
+
+
+def instance_counts() -> InstanceCounts:
+    """The process's instance counts."""
+    return _COUNTS

@@ -1,0 +1,192 @@
+"""The cross-cell list and scatter at scale: one query per cell that holds rows, and
+threads and connections bounded whatever the number of cells (SQLite files)."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from oslo_config import cfg
+from sqlalchemy import event
+from sqlalchemy.engine import Row
+
+from cellrouter import workers
+from cellrouter.across import health
+from cellrouter.across.instance_counts import instance_counts
+from cellrouter.across.instance_list import list_instances
+from cellrouter.across.scatter import is_cell_failure, scatter_gather_all_cells
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext
+from cellrouter.db import migration
+from cellrouter.db.api_schema import instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.database import api_engine
+from cellrouter.index.cached_index import CACHED_INDEX
+from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+
+MakeCells = Callable[..., list[CellMapping]]
+
+
+@pytest.fixture(autouse=True)
+def clean_state(conf: cfg.ConfigOpts) -> Iterator[None]:
+    conf.set_override("list_cells_by_mappings", True, group="cells")  # the scale path
+    health.reset()
+    CACHED_INDEX.reset()
+    instance_counts().reset()
+    yield
+    health.reset()
+    CACHED_INDEX.reset()
+    instance_counts().reset()
+
+
+@pytest.fixture
+def cell_template(tmp_path: Path) -> Path:
+    """One migrated, empty SQLite cell database, copied for each cell (fast)."""
+    path = tmp_path / "template.db"
+    migration.sync("cell", f"sqlite:///{path}")
+    return path
+
+
+def _cell(ctx: RequestContext, template: Path, name: str, **kw: Any) -> CellMapping:
+    path = template.with_name(f"{name}.db")
+    shutil.copyfile(template, path)
+    return CellMapping.create(
+        ctx, name=name, database_connection=f"sqlite:///{path}", transport_url="none:///", **kw
+    )
+
+
+def _fill(cells: list[CellMapping], per_cell: int, project: str = "p1") -> list[str]:
+    """``per_cell`` mapped instances in each cell, interleaved in time; newest first."""
+    made: list[tuple[datetime.datetime, str]] = []
+    mappings = []
+    for position, cell in enumerate(cells):
+        rows = []
+        for index in range(per_cell):
+            at = datetime.datetime(2024, 1, 1) + datetime.timedelta(
+                seconds=index * len(cells) + position
+            )
+            uuid = str(uuidlib.uuid4())
+            rows.append({"uuid": uuid, "created_at": at, "project_id": project, "deleted": 0})
+            mappings.append({"instance_uuid": uuid, "cell_id": cell.id, "project_id": project})
+            made.append((at, uuid))
+        with registry.get(cell).engine.begin() as conn:
+            conn.execute(sa.insert(instances), rows)
+    with api_engine().begin() as conn:
+        conn.execute(sa.insert(instance_mappings), mappings)
+    return [uuid for _, uuid in sorted(made, reverse=True)]
+
+
+def _count_statements(cells: list[CellMapping]) -> dict[str, int]:
+    counts = dict.fromkeys((cell.uuid for cell in cells), 0)
+    for cell in cells:
+
+        def count(*_args: Any, uuid: str = cell.uuid) -> None:
+            counts[uuid] += 1
+
+        event.listen(registry.get(cell).engine, "before_cursor_execute", count)
+    return counts
+
+
+def test_a_page_queries_each_cell_holding_rows_once_and_an_empty_cell0_never(
+    api_db: str, cell_template: Path, admin_ctx: RequestContext
+) -> None:
+    cell0 = _cell(admin_ctx, cell_template, "cell0", uuid=CELL0_UUID)
+    cells = [_cell(admin_ctx, cell_template, f"cell{n}") for n in (1, 2, 3)]
+    newest_first = _fill(cells, 40)
+    statements = _count_statements([cell0, *cells])
+
+    page = list_instances(admin_ctx, limit=60)
+    assert [row["uuid"] for row in page.rows] == newest_first[:60]
+    assert statements == {cell0.uuid: 0, **{cell.uuid: 1 for cell in cells}}
+
+    # The whole walk: one query per non-empty cell and page, Rows when asked.
+    for counter in statements:
+        statements[counter] = 0
+    walked: list[str] = []
+    marker, pages = None, 0
+    while True:
+        page = list_instances(admin_ctx, limit=50, marker=marker, as_dicts=False)
+        assert all(isinstance(row, Row) for row in page.rows)
+        walked += [row.uuid for row in page.rows]
+        pages, marker = pages + 1, page.next_marker
+        if marker is None:
+            break
+    assert walked == newest_first and pages == 3
+    # + the marker lookups: one in the marker's own cell per page after the first
+    assert statements[cell0.uuid] == 0
+    assert sum(statements.values()) <= len(cells) * pages + (pages - 1)
+
+    # A project's list skips the cells without its instances.
+    mine = _fill(cells[2:], 5, project="p-mine")
+    for counter in statements:
+        statements[counter] = 0
+    page = list_instances(admin_ctx, filters={"project_id": "p-mine"})
+    assert [row["uuid"] for row in page.rows] == mine
+    assert statements == {cell0.uuid: 0, cells[0].uuid: 0, cells[1].uuid: 0, cells[2].uuid: 1}
+
+
+def test_a_cell_mapped_after_its_counts_were_cached_is_listed_at_once(
+    api_db: str, cell_template: Path, admin_ctx: RequestContext
+) -> None:
+    a, b = (_cell(admin_ctx, cell_template, name) for name in ("a", "b"))
+    first = _fill([a], 3)
+    assert [row["uuid"] for row in list_instances(admin_ctx).rows] == first
+    later = _fill([b], 2)  # b was counted empty a moment ago
+    listed = {row["uuid"] for row in list_instances(admin_ctx).rows}
+    assert listed == set(first) | set(later)
+
+
+def test_200_cells_keep_threads_and_connections_under_their_caps(
+    conf: cfg.ConfigOpts,
+    api_db: str,
+    cell_template: Path,
+    admin_ctx: RequestContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    max_threads, max_connections = 8, 16
+    conf.set_override("max_worker_threads", max_threads, group="cells")
+    conf.set_override("max_cell_connections", max_connections, group="cells")
+    monkeypatch.setattr(workers, "_pool", workers._Pool())
+    cells = [_cell(admin_ctx, cell_template, f"c{n}") for n in range(200)]
+    newest_first = _fill(cells, 2)
+    peaks = {"threads": 0, "connections": 0}
+    lock = threading.Lock()
+
+    def sample(*_args: Any) -> None:
+        with lock:
+            peaks["threads"] = max(peaks["threads"], workers.stats()[0])
+            peaks["connections"] = max(peaks["connections"], registry.open_connections())
+
+    for cell in cells:
+        event.listen(registry.get(cell).engine, "before_cursor_execute", sample)
+
+    def count(cctx: RequestContext) -> int:
+        sample()
+        with cctx.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar())
+
+    for _ in range(2):
+        results = scatter_gather_all_cells(admin_ctx, count)
+        assert not any(is_cell_failure(value) for value in results.values()), results
+        assert sum(results.values()) == 400
+    walked: list[str] = []
+    marker = None
+    while True:
+        page = list_instances(admin_ctx, limit=150, marker=marker)
+        assert not page.partial, page.failed_cells
+        walked += [row["uuid"] for row in page.rows]
+        marker = page.next_marker
+        if marker is None:
+            break
+    assert walked == newest_first
+    assert 0 < peaks["threads"] <= max_threads
+    assert 0 < peaks["connections"] <= max_connections
+    assert registry.open_connections() <= max_connections
+    assert workers.stats()[0] <= max_threads
