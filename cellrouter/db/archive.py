@@ -242,7 +242,13 @@ def pending_unmaps(engine: sa.Engine, limit: int = bulk.IN_CHUNK, after: str = "
 
 
 def forget_unmaps(engine: sa.Engine, instance_uuids: Sequence[str]) -> None:
-    """Strike these instances off ``archive_unmaps``: their API rows are gone."""
+    """Strike these instances off ``archive_unmaps``: their API rows are gone.
+
+    A concurrent run may strike the same rows: retried on deadlock."""
+    bulk.retry_on_deadlock(_forget_unmaps, engine, instance_uuids)
+
+
+def _forget_unmaps(engine: sa.Engine, instance_uuids: Sequence[str]) -> None:
     key = archive_unmaps.c.instance_uuid
     with engine.begin() as conn:
         for chunk in bulk.chunks(instance_uuids):
@@ -254,6 +260,20 @@ def is_archived(conn: sa.Connection, instance_uuid: str) -> bool:
     table = shadow(instances)
     read = sa.select(table.c.id).where(table.c.uuid == instance_uuid).limit(1)
     return conn.execute(read).first() is not None
+
+
+def _purge_batch(
+    engine: sa.Engine, table: sa.Table, where: list[sa.ColumnElement[bool]], batch: int
+) -> tuple[int, int]:
+    """Delete up to ``batch`` shadow rows in one transaction: (rows found, rows deleted)."""
+    with engine.begin() as conn:
+        read = sa.select(table.c.id).where(*where).order_by(table.c.id).limit(batch)
+        ids = list(conn.execute(read).scalars())
+        deleted = sum(
+            conn.execute(sa.delete(table).where(table.c.id.in_(chunk))).rowcount
+            for chunk in bulk.chunks(ids, _IN)
+        )
+    return len(ids), deleted
 
 
 def _purge_column(table: sa.Table) -> sa.Column[Any]:
@@ -281,12 +301,9 @@ def purge(
         where = [] if before is None else [column < before]
         total = 0
         while True:
-            with engine.begin() as conn:
-                read = sa.select(table.c.id).where(*where).order_by(table.c.id).limit(batch)
-                ids = list(conn.execute(read).scalars())
-                for chunk in bulk.chunks(ids, _IN):
-                    total += conn.execute(sa.delete(table).where(table.c.id.in_(chunk))).rowcount
-            if len(ids) < batch:
+            found, deleted = bulk.retry_on_deadlock(_purge_batch, engine, table, where, batch)
+            total += deleted
+            if found < batch:
                 break
         if total:
             purged[table.name] = total
