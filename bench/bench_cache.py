@@ -24,7 +24,6 @@ cache behind them. Timing, sampling and the paired ratios are
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from bench_routing import World, bare_select, measure, show
+from bench_routing import World, bare_select, measure, show, world_args, world_parser
 
 from cellrouter.cells import registry
 from cellrouter.cells.routing import cast_instance
@@ -100,12 +99,7 @@ def through(index: CachedIndex, fn: Callable[[str], Any]) -> Callable[[str], Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", type=int, default=4)
-    parser.add_argument("--instances", type=int, default=12000)
-    parser.add_argument("--ops", type=int, default=500, help="operations per repeat")
-    parser.add_argument("--repeats", type=int, default=31)
-    parser.add_argument("--seed", type=int, default=20240607)
+    parser = world_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--memcached", default="127.0.0.1:11211")
     parser.add_argument(
@@ -115,9 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cellrouter_bench_api is created and dropped), so the uncached lookup is a "
         "network round trip as in production; default: SQLite",
     )
-    args = parser.parse_args(argv)
-    if args.cells < 3 or args.instances < 10000:
-        parser.error("the benchmark is defined for >= 3 cells and >= 10000 instances")
+    args = world_args(parser, argv)
 
     with (
         tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp,

@@ -275,18 +275,30 @@ def profile(fn: Callable[[Any], Any], args: Sequence[Any], limit: int) -> str:
     return out.getvalue()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def world_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on a :class:`World` and its timing (shared)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cells", type=int, default=4)
     parser.add_argument("--instances", type=int, default=12000)
     parser.add_argument("--ops", type=int, default=500, help="operations per repeat")
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--seed", type=int, default=20240607)
-    parser.add_argument("--profile", action="store_true", help="profile even if on target")
-    parser.add_argument("--profile-lines", type=int, default=30)
+    return parser
+
+
+def world_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parsed options; the world must hold >= 3 cells and >= 10000 instances."""
     args = parser.parse_args(argv)
     if args.cells < 3 or args.instances < 10000:
         parser.error("the benchmark is defined for >= 3 cells and >= 10000 instances")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = world_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", action="store_true", help="profile even if on target")
+    parser.add_argument("--profile-lines", type=int, default=30)
+    args = world_args(parser, argv)
 
     with tempfile.TemporaryDirectory(prefix="cellrouter-bench-") as tmp:
         t0 = time.perf_counter()

@@ -43,6 +43,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -459,3 +460,15 @@ def backend(
         yield made
     finally:
         made.close()
+
+
+def execute(url: str, stmt: Any) -> list[Any]:
+    """Run ``stmt`` on the database at ``url`` in its own transaction (a fresh,
+    unpooled connection); its rows, if it returns any."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(stmt)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()

@@ -330,6 +330,17 @@ def _other_process(config: Path, code: str) -> str:
     return done.stdout
 
 
+def _set_cell_elsewhere(config: Path, instance_uuid: str, cell: CellMapping) -> None:
+    """Point the instance's mapping at ``cell`` from another process."""
+    _other_process(
+        config,
+        f"""
+        m = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, {instance_uuid!r})
+        m.set_cell(ctx, cellrouter.CellMapping.get_by_uuid(ctx, {cell.uuid!r}))
+        """,
+    )
+
+
 def _manage(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("cellrouter-manage")
     return subprocess.run(
@@ -357,14 +368,7 @@ class TestSharedBetweenProcesses:
         cell, other = make_cells(2)
         uuid = make_instance(cell)
         assert InstanceMapping.get_by_instance_uuid(admin_ctx, uuid).cell_mapping == cell
-        config = _write_config(tmp_path / "other.conf", conf)
-        _other_process(
-            config,
-            f"""
-            m = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, {uuid!r})
-            m.set_cell(ctx, cellrouter.CellMapping.get_by_uuid(ctx, {other.uuid!r}))
-            """,
-        )
+        _set_cell_elsewhere(_write_config(tmp_path / "other.conf", conf), uuid, other)
         assert InstanceMapping.get_by_instance_uuid(admin_ctx, uuid).cell_mapping == other
 
     def test_building_instance_mapped_by_another_process(
@@ -379,13 +383,7 @@ class TestSharedBetweenProcesses:
         uuid = str(uuidlib.uuid4())
         InstanceMapping.create(admin_ctx, instance_uuid=uuid, project_id="p")
         assert InstanceMapping.get_by_instance_uuid(admin_ctx, uuid).cell_mapping is None
-        _other_process(
-            _write_config(tmp_path / "other.conf", conf),
-            f"""
-            m = cellrouter.InstanceMapping.get_by_instance_uuid(ctx, {uuid!r})
-            m.set_cell(ctx, cellrouter.CellMapping.get_by_uuid(ctx, {cell.uuid!r}))
-            """,
-        )
+        _set_cell_elsewhere(_write_config(tmp_path / "other.conf", conf), uuid, cell)
         assert InstanceMapping.get_by_instance_uuid(admin_ctx, uuid).cell_mapping == cell
 
     def test_host_deleted_by_cellrouter_manage(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import servers
 import sqlalchemy as sa
+from backends import execute
 
 from cellrouter.db import migration
 from cellrouter.db.api_schema import cell_mappings, host_mappings, instance_mappings
@@ -24,16 +25,6 @@ from cellrouter.db.cell_schema import compute_nodes, instances
 
 SCRIPT = Path(sys.executable).with_name("cellrouter-manage")
 SECRET = "ParityS3cretPw"
-
-
-def execute(url: str, stmt: Any) -> list[Any]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(stmt)
-            return list(result) if result.returns_rows else []
-    finally:
-        engine.dispose()
 
 
 class Cli:

@@ -16,10 +16,10 @@ import sys
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from backends import execute
 
 from cellrouter.cells.context import RequestContext
 from cellrouter.db import migration
@@ -56,24 +56,14 @@ def write_config(path: Path, api: str, local: str) -> Path:
     return path
 
 
-def rows(url: str, stmt: Any) -> list[Any]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(stmt)
-            return list(result) if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def cells_in(api: str) -> dict[str, str]:
     """uuid -> database URL of every cell mapping, read from the API database."""
     stmt = sa.select(cell_mappings.c.uuid, cell_mappings.c.database_connection)
-    return dict(rows(api, stmt))
+    return dict(execute(api, stmt))
 
 
 def hosts_in(api: str) -> dict[str, int]:
-    return dict(rows(api, sa.select(host_mappings.c.host, host_mappings.c.cell_id)))
+    return dict(execute(api, sa.select(host_mappings.c.host, host_mappings.c.cell_id)))
 
 
 def table_lines(stdout: str) -> list[str]:
@@ -159,7 +149,7 @@ def test_status_reports_schema_against_the_head(
     head = migration.head("cell")
     older = sorted(migration.revisions("cell") - {head})[0]
     current, behind, empty = make_cells(3)
-    rows(current.database_connection, sa.insert(compute_nodes).values(host="h1"))
+    execute(current.database_connection, sa.insert(compute_nodes).values(host="h1"))
     make_instance(current)
     make_instance(current, deleted=1)
     ok = manage(config, "cell_v2", "status")
@@ -226,9 +216,9 @@ def test_simple_cell_setup_carries_on_past_a_cell0_schema_failure(
         database_connection=bad_cell0,
         transport_url=NO_TRANSPORT_URL,
     )
-    rows(local_db, sa.insert(compute_nodes).values(host="c1"))
+    execute(local_db, sa.insert(compute_nodes).values(host="c1"))
     instance = str(uuidlib.uuid4())
-    rows(local_db, sa.insert(instances).values(uuid=instance, project_id="p", host="c1"))
+    execute(local_db, sa.insert(instances).values(uuid=instance, project_id="p", host="c1"))
     assert cells_in(api_db) == {CELL0_UUID: bad_cell0}
 
     run = manage(config, "cell_v2", "simple_cell_setup")
@@ -239,9 +229,13 @@ def test_simple_cell_setup_carries_on_past_a_cell0_schema_failure(
     after = cells_in(api_db)
     [cell_uuid] = set(after) - {CELL0_UUID}
     assert after[cell_uuid] == local_db
-    [cell_id] = rows(api_db, sa.select(cell_mappings.c.id).where(cell_mappings.c.uuid == cell_uuid))
+    [cell_id] = execute(
+        api_db, sa.select(cell_mappings.c.id).where(cell_mappings.c.uuid == cell_uuid)
+    )
     assert hosts_in(api_db) == {"c1": cell_id[0]}
-    mapped = rows(api_db, sa.select(instance_mappings.c.instance_uuid, instance_mappings.c.cell_id))
+    mapped = execute(
+        api_db, sa.select(instance_mappings.c.instance_uuid, instance_mappings.c.cell_id)
+    )
     assert [tuple(row) for row in mapped] == [(instance, cell_id[0])]
 
 

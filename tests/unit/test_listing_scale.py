@@ -143,6 +143,33 @@ def test_a_cell_mapped_after_its_counts_were_cached_is_listed_at_once(
     assert listed == set(first) | set(later)
 
 
+def test_empty_cells_are_checked_only_against_cached_counts(
+    api_db: str, cell_template: Path, admin_ctx: RequestContext
+) -> None:
+    cell0 = _cell(admin_ctx, cell_template, "cell0", uuid=CELL0_UUID)
+    cells = [_cell(admin_ctx, cell_template, f"cell{n}") for n in (1, 2)]
+    newest_first = _fill(cells, 5)
+    selects: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "instance_mappings" in statement:
+            selects.append(statement)
+
+    event.listen(api_engine(), "before_cursor_execute", record)
+    try:
+        # Counts just read: the empty cell0 needs no EXISTS look.
+        assert [row["uuid"] for row in list_instances(admin_ctx, cells=[cell0, *cells]).rows] == (
+            newest_first
+        )
+        assert len(selects) == 1 and "count" in selects[0].lower()
+        # Counts from the cache: one EXISTS look at the cells counted empty.
+        selects.clear()
+        list_instances(admin_ctx, cells=[cell0, *cells])
+        assert len(selects) == 1 and "exists" in selects[0].lower()
+    finally:
+        event.remove(api_engine(), "before_cursor_execute", record)
+
+
 def test_200_cells_keep_threads_and_connections_under_their_caps(
     conf: cfg.ConfigOpts,
     api_db: str,
