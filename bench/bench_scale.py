@@ -1,6 +1,7 @@
 """Cross-cell list at scale, cell0 included (SQLite files, one run; ratios only).
 
     python bench/bench_scale.py [--rows 6000] [--repeat 15] [--max-cells 1000]
+                                [--mysql mysql+pymysql://USER@HOST:PORT/?ssl_disabled=true]
 
 Measures, in this process and this run:
 
@@ -15,11 +16,18 @@ Measures, in this process and this run:
   target: 64 cells <= 2x 4 cells).
 
 Cell databases are copies of one migrated SQLite file, in a temporary directory.
+With ``--mysql`` (a server URL; its database part is ignored), the comparisons
+(first page, walk, project page) run again on that MariaDB/MySQL server, in
+uniquely named databases (``crbench_<pid>_<hex>_*``) that are dropped at the
+end, even on failure (exit status 1 with a message when the server cannot be
+used); the scaling table stays SQLite-only.
 """
 
 from __future__ import annotations
 
+import abc
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -28,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +49,12 @@ from cellrouter.across.instance_list import list_instances
 from cellrouter.across.sorting import after_marker, build_sort_spec, order_by
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext, get_admin_context
-from cellrouter.db import migration
+from cellrouter.db import dberror, migration
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances
 from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
+from cellrouter.url import mask_url
 
 PAGE = 1000
 SCALING_CELLS = (1, 4, 16, 64, 256, 1000)
@@ -76,27 +85,107 @@ def _instance(rng: random.Random) -> dict[str, Any]:
     }
 
 
+class Databases(abc.ABC):
+    """Where a benchmark's databases live; :meth:`close` drops what was made."""
+
+    label: str
+
+    @abc.abstractmethod
+    def api(self, name: str) -> str:
+        """URL of a new, migrated API database."""
+
+    @abc.abstractmethod
+    def cell(self, name: str) -> str:
+        """URL of a new, migrated, empty cell database."""
+
+    def close(self) -> None:
+        """Release the process's engines (and drop the databases, on a server)."""
+        registry.reset()
+
+
+class SQLiteDatabases(Databases):
+    """Files in ``root``; cells are copies of one migrated template."""
+
+    label = "SQLite"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.template = root / "template.db"
+        migration.sync("cell", f"sqlite:///{self.template}")
+
+    def api(self, name: str) -> str:
+        url = f"sqlite:///{self.root / f'{name}-api.db'}"
+        migration.sync("api", url)
+        return url
+
+    def cell(self, name: str) -> str:
+        path = self.root / f"{name}.db"
+        shutil.copyfile(self.template, path)
+        return f"sqlite:///{path}"
+
+
+class ServerDatabases(Databases):
+    """Uniquely named databases on the MariaDB/MySQL server of ``server_url``."""
+
+    label = "MariaDB"
+
+    def __init__(self, server_url: str) -> None:
+        url = sa.engine.make_url(server_url)
+        if url.get_backend_name() not in ("mysql", "mariadb"):
+            raise SystemExit(f"--mysql: not a MySQL/MariaDB URL: {mask_url(server_url)}")
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+        self.server = url
+        self.prefix = f"crbench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.names: list[str] = []
+        self.admin = sa.create_engine(
+            url.set(database=None), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
+
+    def _create(self, name: str, tier: str) -> str:
+        database = f"{self.prefix}_{name}".replace("-", "_")
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(
+                f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            )
+        self.names.append(database)
+        url = self.server.set(database=database).render_as_string(hide_password=False)
+        migration.sync(tier, url)  # type: ignore[arg-type]
+        return url
+
+    def api(self, name: str) -> str:
+        return self._create(f"{name}_api", "api")
+
+    def cell(self, name: str) -> str:
+        return self._create(name, "cell")
+
+    def close(self) -> None:
+        super().close()
+        with self.admin.connect() as conn:
+            for database in reversed(self.names):
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
+        self.names.clear()
+        self.admin.dispose()
+
+
 class World:
     """An API database, an empty cell0 and ``cells`` cells sharing ``rows`` instances."""
 
-    def __init__(self, root: Path, template: Path, name: str, cells: int, rows: int) -> None:
-        self.api_url = f"sqlite:///{root / f'{name}-api.db'}"
-        migration.sync("api", self.api_url)
+    def __init__(self, dbs: Databases, name: str, cells: int, rows: int) -> None:
+        self.api_url = dbs.api(name)
         self.use()
         ctx = get_admin_context()
         rng = random.Random(cells)
         self.cells: list[CellMapping] = []
         api = sa.create_engine(self.api_url)
         for index in range(cells + 1):
-            path = root / f"{name}-cell{index}.db"
-            shutil.copyfile(template, path)
-            extra = {"uuid": CELL0_UUID} if index == 0 else {}
+            url = dbs.cell(f"{name}-cell{index}")
             cell = CellMapping.create(
                 ctx,
                 name=f"{name}-{index}",
-                database_connection=f"sqlite:///{path}",
+                database_connection=url,
                 transport_url="none:///",
-                **extra,
+                uuid=CELL0_UUID if index == 0 else None,
             )
             self.cells.append(cell)
             if index == 0:
@@ -105,8 +194,8 @@ class World:
             data = [_instance(rng) for _ in range(share)]
             if not data:
                 continue
-            engine = sa.create_engine(f"sqlite:///{path}")
-            with engine.begin() as conn:
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:  # one multi-row INSERT per batch (insertmanyvalues)
                 conn.execute(sa.insert(instances), data)
             engine.dispose()
             with api.begin() as conn:
@@ -140,9 +229,8 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def raw_page(url: str, project: str | None = None) -> Callable[[str | None], list[Any]]:
+def raw_page(engine: sa.Engine, project: str | None = None) -> Callable[[str | None], list[Any]]:
     """The same page as one plain Core query on one database: (marker uuid) -> rows."""
-    engine = sa.create_engine(url)
     spec = build_sort_spec(instances, ["created_at"], ["desc"])
     cols = [instances.c[key] for key in spec.keys]
     base = sa.select(instances).where(instances.c.deleted == 0)
@@ -187,101 +275,138 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def line(label: str, value: str, note: str = "") -> None:
+    print(f"{label:<56} {value:>12}  {note}", flush=True)
+
+
+def compare(dbs: Databases, rows: int, repeat: int) -> None:
+    """First page, full walk and project page: 3 cells + cell0 against one database."""
+    ctx = get_admin_context()
+    t0 = time.perf_counter()
+    single = World(dbs, "single", 1, rows)
+    three = World(dbs, "three", 3, rows)
+    print(f"# {dbs.label}: setup {time.perf_counter() - t0:.1f}s; {rows} instances")
+    engine = sa.create_engine(single.cells[1].database_connection)
+    try:
+        raw = raw_page(engine)
+        raw_p = raw_page(engine, "project-3")
+        raw_first = best(lambda: raw(None), repeat)
+        raw_all = best(lambda: raw_walk(raw), max(3, repeat // 3))
+        raw_proj = best(lambda: raw_p(None), repeat)
+    finally:
+        engine.dispose()
+    three.use()
+    rows_first = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), repeat)
+    dict_first = best(lambda: list_instances(ctx, limit=PAGE), repeat)
+    walk_rows = best(lambda: walk(ctx, False), max(3, repeat // 3))
+    walk_dicts = best(lambda: walk(ctx, True), max(3, repeat // 3))
+    assert walk(ctx, False) == rows
+    proj = best(
+        lambda: list_instances(
+            ctx, limit=PAGE, filters={"project_id": "project-3"}, as_dicts=False
+        ),
+        repeat,
+    )
+    db = dbs.label
+    line(f"first page, plain Core query on one DB ({db})", f"{raw_first * 1e3:.2f} ms")
+    line(
+        f"first page, 3 cells + empty cell0 (Rows, {db})",
+        f"{rows_first * 1e3:.2f} ms",
+        f"{rows_first / raw_first:.2f}x one DB (target <= 1.5x)",
+    )
+    line(
+        f"first page, 3 cells + empty cell0 (dicts, {db})",
+        f"{dict_first * 1e3:.2f} ms",
+        f"{dict_first / raw_first:.2f}x one DB",
+    )
+    line(f"full walk, plain Core keyset pages on one DB ({db})", f"{raw_all * 1e3:.1f} ms")
+    line(
+        f"full walk, 3 cells + cell0 (Rows, {db})",
+        f"{walk_rows * 1e3:.1f} ms",
+        f"{walk_rows / raw_all:.2f}x one DB (target <= 1.5x)",
+    )
+    line(
+        f"full walk, 3 cells + cell0 (dicts, {db})",
+        f"{walk_dicts * 1e3:.1f} ms",
+        f"{walk_dicts / raw_all:.2f}x one DB",
+    )
+    line(f"project page, plain Core query on one DB ({db})", f"{raw_proj * 1e3:.2f} ms")
+    line(
+        f"project page, 3 cells + cell0 (Rows, {db})",
+        f"{proj * 1e3:.2f} ms",
+        f"{proj / raw_proj:.2f}x one DB",
+    )
+    print()
+
+
+def scaling(dbs: SQLiteDatabases, max_cells: int, rows: int, repeat: int) -> None:
+    """First-page latency, threads, connections and RSS as the same rows spread wider."""
+    ctx = get_admin_context()
+    opts = cr_conf.get_conf().cells
+    print(
+        f"# scaling: {rows} rows in all; max_worker_threads="
+        f"{opts.max_worker_threads}, max_cell_connections={opts.max_cell_connections}"
+    )
+    figures: dict[int, float] = {}
+    for count in SCALING_CELLS:
+        if count > max_cells:
+            break
+        rss_before = rss_mb()
+        world = World(dbs, f"scale{count}", count, rows)
+        start = time.perf_counter()
+        cold = list_instances(ctx, limit=PAGE, as_dicts=False)
+        cold_s = time.perf_counter() - start
+        assert not cold.partial, cold.failed_cells
+        times = repeat if count <= 64 else max(3, repeat // 3)
+        figure = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), times)
+        figures[count] = figure
+        threads, _ = workers.stats()
+        note = f"cold {cold_s * 1e3:.0f} ms; threads {threads} (all {threading.active_count()})"
+        note += f", connections {registry.open_connections()}"
+        note += f", RSS {rss_mb():.0f} MB (+{rss_mb() - rss_before:.1f})"
+        if 4 in figures:
+            note += f"; {figure / figures[4]:.2f}x 4 cells"
+        line(f"first page, {count} cells + cell0", f"{figure * 1e3:.1f} ms", note)
+        del world
+
+
+@contextlib.contextmanager
+def opened(dbs: Databases) -> Iterator[Databases]:
+    """``dbs``, closed (its databases dropped) however the block ends."""
+    try:
+        yield dbs
+    finally:
+        dbs.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--max-cells", type=int, default=1000)
     parser.add_argument("--scale-rows", type=int, default=6000, help="total rows when scaling")
+    parser.add_argument(
+        "--mysql", metavar="URL", help="also compare on this MariaDB/MySQL server (server URL)"
+    )
     args = parser.parse_args()
     conf = cr_conf.setup([], default_config_files=[])
     conf.set_override("list_cells_by_mappings", True, group="cells")  # one query per cell
-    ctx = get_admin_context()
-
-    def line(label: str, value: str, note: str = "") -> None:
-        print(f"{label:<56} {value:>12}  {note}", flush=True)
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cellrouter-bench-scale-") as tmp:
-        root = Path(tmp)
-        template = root / "template.db"
-        migration.sync("cell", f"sqlite:///{template}")
-        single = World(root, template, "single", 1, args.rows)
-        three = World(root, template, "three", 3, args.rows)
-        print(f"# setup {time.perf_counter() - t0:.1f}s; SQLite, {args.rows} instances\n")
-        raw = raw_page(single.cells[1].database_connection)
-        raw_p = raw_page(single.cells[1].database_connection, "project-3")
-        raw_first = best(lambda: raw(None), args.repeat)
-        raw_all = best(lambda: raw_walk(raw), max(3, args.repeat // 3))
-        raw_proj = best(lambda: raw_p(None), args.repeat)
-        three.use()
-        rows_first = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), args.repeat)
-        dict_first = best(lambda: list_instances(ctx, limit=PAGE), args.repeat)
-        walk_rows = best(lambda: walk(ctx, False), max(3, args.repeat // 3))
-        walk_dicts = best(lambda: walk(ctx, True), max(3, args.repeat // 3))
-        assert walk(ctx, False) == args.rows
-        proj = best(
-            lambda: list_instances(
-                ctx, limit=PAGE, filters={"project_id": "project-3"}, as_dicts=False
-            ),
-            args.repeat,
-        )
-        line("first page, plain Core query on one DB (Rows)", f"{raw_first * 1e3:.2f} ms")
-        line(
-            "first page, 3 cells + empty cell0 (Rows)",
-            f"{rows_first * 1e3:.2f} ms",
-            f"{rows_first / raw_first:.2f}x one DB (target <= 1.5x)",
-        )
-        line(
-            "first page, 3 cells + empty cell0 (dicts)",
-            f"{dict_first * 1e3:.2f} ms",
-            f"{dict_first / raw_first:.2f}x one DB",
-        )
-        line("full walk, plain Core keyset pages on one DB", f"{raw_all * 1e3:.1f} ms")
-        line(
-            "full walk, 3 cells + cell0 (Rows)",
-            f"{walk_rows * 1e3:.1f} ms",
-            f"{walk_rows / raw_all:.2f}x one DB (target <= 1.5x)",
-        )
-        line(
-            "full walk, 3 cells + cell0 (dicts)",
-            f"{walk_dicts * 1e3:.1f} ms",
-            f"{walk_dicts / raw_all:.2f}x one DB",
-        )
-        line("project page, plain Core query on one DB", f"{raw_proj * 1e3:.2f} ms")
-        line(
-            "project page, 3 cells + cell0 (Rows)",
-            f"{proj * 1e3:.2f} ms",
-            f"{proj / raw_proj:.2f}x one DB",
-        )
-
-        print()
-        opts = cr_conf.get_conf().cells
-        print(
-            f"# scaling: {args.scale_rows} rows in all; max_worker_threads="
-            f"{opts.max_worker_threads}, max_cell_connections={opts.max_cell_connections}"
-        )
-        figures: dict[int, float] = {}
-        for count in SCALING_CELLS:
-            if count > args.max_cells:
-                break
-            rss_before = rss_mb()
-            world = World(root, template, f"scale{count}", count, args.scale_rows)
-            start = time.perf_counter()
-            cold = list_instances(ctx, limit=PAGE, as_dicts=False)
-            cold_s = time.perf_counter() - start
-            assert not cold.partial, cold.failed_cells
-            repeat = args.repeat if count <= 64 else max(3, args.repeat // 3)
-            figure = best(lambda: list_instances(ctx, limit=PAGE, as_dicts=False), repeat)
-            figures[count] = figure
-            threads, _ = workers.stats()
-            note = f"cold {cold_s * 1e3:.0f} ms; threads {threads} (all {threading.active_count()})"
-            note += f", connections {registry.open_connections()}"
-            note += f", RSS {rss_mb():.0f} MB (+{rss_mb() - rss_before:.1f})"
-            if 4 in figures:
-                note += f"; {figure / figures[4]:.2f}x 4 cells"
-            line(f"first page, {count} cells + cell0", f"{figure * 1e3:.1f} ms", note)
-            del world
+        sqlite = SQLiteDatabases(Path(tmp))
+        with opened(sqlite):
+            compare(sqlite, args.rows, args.repeat)
+            if args.mysql:
+                server = ServerDatabases(args.mysql)
+                try:
+                    with opened(server):
+                        compare(server, args.rows, args.repeat)
+                except sa.exc.OperationalError as exc:
+                    raise SystemExit(
+                        f"bench_scale: MariaDB at {mask_url(args.mysql)}: {dberror.describe(exc)}"
+                    ) from None
+            scaling(sqlite, args.max_cells, args.scale_rows, args.repeat)
     print(f"\n# total {time.perf_counter() - t0:.0f}s")
 
 

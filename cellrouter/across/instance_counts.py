@@ -5,9 +5,9 @@ cells that hold none of the requested instances (an empty cell0, the cells
 where a project has no instances). Counts are kept per project (or for all
 projects) for :data:`COUNTS_TTL` seconds: they only size the batches, so a
 stale count costs at most one more query. Whether a cell holds *any* matching
-instance is never taken from the cache: a cell counted as empty is checked on
-every page with one indexed ``EXISTS`` query, so an instance is listed the
-moment it is mapped.
+instance is never taken from the cache: a cell counted as empty in cached
+counts is checked on every page with one indexed ``EXISTS`` query, so an
+instance is listed the moment it is mapped.
 """
 
 from __future__ import annotations
@@ -99,21 +99,22 @@ class InstanceCounts:
         with self._lock:
             self._cached.clear()
 
-    def _counts(self, scope: Scope, fresh: bool) -> _Counts:
+    def _counts(self, scope: Scope, fresh: bool) -> tuple[_Counts, bool]:
+        """(the counts, whether they were just read rather than taken from the cache)."""
         now = time.monotonic()
         if not fresh:
             with self._lock:
                 found = self._cached.get(scope)
                 if found is not None and found[0] > now:
                     self._cached.move_to_end(scope)
-                    return found[1]
+                    return found[1], False
         counts = _count(scope)
         with self._lock:
             self._cached[scope] = (now + self.ttl, counts)
             self._cached.move_to_end(scope)
             while len(self._cached) > _MAX_SCOPES:
                 self._cached.popitem(last=False)
-        return counts
+        return counts, True
 
     def estimates(
         self, cells: Iterable[CellMapping], project_filter: Any, deleted: bool | None
@@ -130,12 +131,12 @@ class InstanceCounts:
         assert scope is not True
         cells = list(cells)
         try:
-            counts = self._counts(scope, fresh=False)
+            counts, just_read = self._counts(scope, fresh=False)
             empty = [cell.id for cell in cells if sum(counts.get(cell.id, (0, 0))) == 0]
-            if empty:
+            if empty and not just_read:  # counts just read need no second look
                 found = _holding(empty, scope)
                 if found:  # mapped since counted: count again
-                    counts = self._counts(scope, fresh=True)
+                    counts, _ = self._counts(scope, fresh=True)
                     for cell_id in found:
                         counts.setdefault(cell_id, (1, 1))
         except (exception.Unavailable, exception.UpcallForbidden) as exc:

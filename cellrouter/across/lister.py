@@ -135,9 +135,14 @@ class _CellQuery:
     sort_columns: tuple[sa.Column[Any], ...]
     conditions: tuple[sa.ColumnElement[bool], ...]
     names: tuple[str, ...] = dataclasses.field(init=False)
+    #: (dialect name, marker values, limited) -> statement: built once per page, not per cell
+    statements: dict[tuple[str, SortValues | None, bool], sa.Select[Any]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(column.name for column in self.columns))
+        object.__setattr__(self, "statements", {})
 
     def as_dicts(self, rows: list[Any]) -> list[dict[str, Any]]:
         """Result rows as dicts (a third of the cost of ``Row._asdict()``); records stay."""
@@ -155,19 +160,35 @@ class _CellQuery:
             for row in rows
         ]
 
+    def statement(
+        self, dialect: sa.Dialect, after: SortValues | None, limited: bool
+    ) -> sa.Select[Any]:
+        """The SELECT for rows after ``after``; its LIMIT (if ``limited``) is bound as
+        ``limit``. Built once per dialect and marker: every cell of a page shares it."""
+        try:
+            key = (dialect.name, after, limited)
+            stmt = self.statements.get(key)
+        except TypeError:  # unhashable sort values: build it every time
+            key, stmt = None, None
+        if stmt is None:
+            stmt = sa.select(*self.columns).where(*self.conditions)
+            if after is not None:
+                stmt = stmt.where(after_marker(self.spec, self.sort_columns, after, dialect))
+            stmt = stmt.order_by(*order_by(self.spec, self.sort_columns, dialect))
+            if limited:
+                stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer()))
+            if key is not None:
+                self.statements[key] = stmt
+        return stmt
+
     def fetch(
         self, cctx: RequestContext, after: SortValues | None, limit: int | None
     ) -> list[Row[Any]]:
         """This cell's rows after ``after`` in sort order, at most ``limit`` of them."""
         with cctx.engine.connect() as conn:
-            dialect = conn.dialect
-            stmt = sa.select(*self.columns).where(*self.conditions)
-            if after is not None:
-                stmt = stmt.where(after_marker(self.spec, self.sort_columns, after, dialect))
-            stmt = stmt.order_by(*order_by(self.spec, self.sort_columns, dialect))
-            if limit is not None:
-                stmt = stmt.limit(limit)
-            return list(conn.execute(stmt).all())
+            stmt = self.statement(conn.dialect, after, limit is not None)
+            params = None if limit is None else {"limit": limit}
+            return list(conn.execute(stmt, params).all())
 
     def fetch_sized(
         self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]

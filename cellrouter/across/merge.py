@@ -30,8 +30,10 @@ __all__ = ["MARGIN_SIGMAS", "SortValues", "SortedSource", "batch_plan", "merge_s
 
 #: the even split's buffer when the cells' sizes are unknown (Nova's 10%)
 _DISTRIBUTED_MARGIN = 1.1
-#: standard deviations of margin over a cell's expected share of a page
-MARGIN_SIGMAS = 3.0
+#: standard deviations of margin over a cell's expected share of a page: 2 leaves about
+#: one cell in 40 short of its share (one more query), and asks for fewer rows than 3
+#: (measured faster at 3 and 64 cells, bench/bench_scale.py)
+MARGIN_SIGMAS = 2.0
 
 #: The values of a row's sort keys, in :attr:`~cellrouter.across.sorting.SortSpec.keys` order.
 SortValues = tuple[Any, ...]
@@ -224,7 +226,8 @@ def expected_share(limit: int, weight: int, total: int) -> int:
 
     If the rows of the cells are interleaved at random in sort order, the
     cell's count among the first ``limit`` is hypergeometric: its mean plus
-    :data:`MARGIN_SIGMAS` standard deviations (plus one) covers it but rarely.
+    :data:`MARGIN_SIGMAS` standard deviations (plus one) covers it but rarely
+    (a shortfall costs the cell one more query, not a wrong page).
     """
     if weight <= 0:
         return 1
