@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.engine.result import result_tuple
 
-from cellrouter import exception
+from cellrouter import exception, forksafe
 from cellrouter.across import health
 from cellrouter.across.merge import SortedSource, SortValues, batch_plan, merge_sources
 from cellrouter.across.scatter import check_timeout, scatter_gather_cells
@@ -188,7 +188,13 @@ class _CellQuery:
         with cctx.engine.connect() as conn:
             stmt = self.statement(conn.dialect, after, limit is not None)
             params = None if limit is None else {"limit": limit}
-            return list(conn.execute(stmt, params).all())
+            if conn.dialect.name != "sqlite":
+                return list(conn.execute(stmt, params).all())
+            # sqlite3 gives up the GIL around every row step: several cells read at
+            # once would hand it back and forth (each hand-off waiting for the
+            # switch interval) for no parallelism at all. One at a time is faster.
+            with _SQLITE_READS:
+                return list(conn.execute(stmt, params).all())
 
     def fetch_sized(
         self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]
@@ -196,6 +202,10 @@ class _CellQuery:
         """:meth:`fetch` with this cell's own batch size from ``sizes`` (by cell uuid)."""
         assert cctx.cell_uuid is not None
         return self.fetch(cctx, after, sizes[cctx.cell_uuid])
+
+
+#: SQLite cells read their rows one at a time (see :meth:`_CellQuery.fetch`)
+_SQLITE_READS = forksafe.Lock()
 
 
 def _read_sort_values(

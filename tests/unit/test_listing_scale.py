@@ -217,3 +217,29 @@ def test_200_cells_keep_threads_and_connections_under_their_caps(
     assert 0 < peaks["connections"] <= max_connections
     assert registry.open_connections() <= max_connections
     assert workers.stats()[0] <= max_threads
+
+
+def test_sqlite_cells_read_their_rows_one_at_a_time(
+    api_db: str, cell_template: Path, admin_ctx: RequestContext
+) -> None:
+    """sqlite3 drops the GIL on every row step: cells read in parallel would only pass
+    it back and forth, so SQLite cells take turns (the scatter still runs in threads)."""
+    cells = [_cell(admin_ctx, cell_template, f"turn{i}") for i in range(6)]
+    expected = _fill(cells, 5)
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def enter(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM instances" in statement:
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            threading.Event().wait(0.02)  # long enough for any other cell to start meanwhile
+            with lock:
+                active[0] -= 1
+
+    for cell in cells:
+        event.listen(registry.get(cell).engine, "before_cursor_execute", enter)
+    page = list_instances(admin_ctx, limit=len(expected), as_dicts=False)
+    assert [row.uuid for row in page.rows] == expected
+    assert most[0] == 1
