@@ -192,9 +192,15 @@ class _CellQuery:
                 return list(conn.execute(stmt, params).all())
             # sqlite3 gives up the GIL around every row step: several cells read at
             # once would hand it back and forth (each hand-off waiting for the
-            # switch interval) for no parallelism at all. One at a time is faster.
-            with _SQLITE_READS:
+            # switch interval) for no parallelism at all, so they take turns. A
+            # turn is waited for briefly only: a cell whose read hangs (a stuck
+            # disk) must not hold the others up, it costs them this wait at most.
+            turn = _SQLITE_READS.acquire(timeout=SQLITE_TURN_WAIT)
+            try:
                 return list(conn.execute(stmt, params).all())
+            finally:
+                if turn:
+                    _SQLITE_READS.release()
 
     def fetch_sized(
         self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]
@@ -206,6 +212,8 @@ class _CellQuery:
 
 #: SQLite cells read their rows one at a time (see :meth:`_CellQuery.fetch`)
 _SQLITE_READS = forksafe.Lock()
+#: seconds a SQLite cell waits for its turn before reading anyway
+SQLITE_TURN_WAIT = 0.1
 
 
 def _read_sort_values(

@@ -234,7 +234,7 @@ def test_sqlite_cells_read_their_rows_one_at_a_time(
             with lock:
                 active[0] += 1
                 most[0] = max(most[0], active[0])
-            threading.Event().wait(0.02)  # long enough for any other cell to start meanwhile
+            threading.Event().wait(0.01)  # long enough for the other cells to start meanwhile
             with lock:
                 active[0] -= 1
 
@@ -243,3 +243,23 @@ def test_sqlite_cells_read_their_rows_one_at_a_time(
     page = list_instances(admin_ctx, limit=len(expected), as_dicts=False)
     assert [row.uuid for row in page.rows] == expected
     assert most[0] == 1
+
+
+def test_a_sqlite_read_that_hangs_does_not_hold_the_other_cells_up(
+    api_db: str, cell_template: Path, admin_ctx: RequestContext
+) -> None:
+    cells = [_cell(admin_ctx, cell_template, f"stuck{i}") for i in range(3)]
+    _fill(cells, 5)
+    stuck, release = cells[0], threading.Event()
+
+    def hang(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM instances" in statement:
+            release.wait(10)  # a read stuck in the database, holding its turn
+
+    event.listen(registry.get(stuck).engine, "before_cursor_execute", hang)
+    try:
+        page = list_instances(admin_ctx, cells=cells, limit=100, timeout=1.0, as_dicts=False)
+    finally:
+        release.set()
+    assert page.failed_cells == {stuck.uuid: "did not respond"}
+    assert len(page.rows) == 10  # the other two cells answered
