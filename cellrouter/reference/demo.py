@@ -308,7 +308,9 @@ def _scenario(
             client.request("GET", f"/servers/{unknown[0]['id']}") if unknown else (0, {})
         )
         if unknown:
-            out(f"    show one of them: {status} {answer['error']['message'][:100]}")
+            message = answer["error"]["message"]
+            shown = message if len(message) <= 110 else message[:110].rsplit(" ", 1)[0] + " ..."
+            out(f"    show one of them: {status} {shown}")
         figures.update(partial=page["partial"], down_records=len(unknown))
         report.done("down", t, "the other cells answered; nothing was silently short")
     finally:
