@@ -80,7 +80,7 @@ class Deployment:
                 ctx, name=f"{name}-{index}", database_connection=url, transport_url="none:///"
             )
             self.cells.append(cell)
-            rows = [_instance(rng) for _ in range(rows_per_cell)]
+            rows = [random_instance(rng) for _ in range(rows_per_cell)]
             engine = sa.create_engine(url)
             with engine.begin() as conn:
                 conn.execute(sa.insert(instances), rows)
@@ -106,7 +106,8 @@ class Deployment:
         cr_conf.get_conf().set_override("connection", self.api_url, group="api_database")
 
 
-def _instance(rng: random.Random) -> dict[str, Any]:
+def random_instance(rng: random.Random, states: tuple[str, ...] = _STATES) -> dict[str, Any]:
+    """An ``instances`` row with random values (a creation time in 2024-2027)."""
     created = _EPOCH + datetime.timedelta(microseconds=rng.randrange(10**13))
     return {
         "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -116,7 +117,7 @@ def _instance(rng: random.Random) -> dict[str, Any]:
         "node": "node",
         "display_name": f"vm-{rng.randrange(10**6)}",
         "hostname": "vm",
-        "vm_state": rng.choice(_STATES),
+        "vm_state": rng.choice(states),
         "power_state": 1,
         "memory_mb": 2048,
         "vcpus": 2,

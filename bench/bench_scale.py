@@ -28,7 +28,6 @@ from __future__ import annotations
 import abc
 import argparse
 import contextlib
-import datetime
 import os
 import random
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from bench_listing import random_instance
 
 from cellrouter import conf as cr_conf
 from cellrouter import workers
@@ -58,31 +58,6 @@ from cellrouter.url import mask_url
 
 PAGE = 1000
 SCALING_CELLS = (1, 4, 16, 64, 256, 1000)
-_EPOCH = datetime.datetime(2024, 1, 1)
-
-
-def _instance(rng: random.Random) -> dict[str, Any]:
-    created = _EPOCH + datetime.timedelta(microseconds=rng.randrange(10**13))
-    return {
-        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        "project_id": f"project-{rng.randrange(20)}",
-        "user_id": f"user-{rng.randrange(50)}",
-        "host": f"compute-{rng.randrange(100)}",
-        "node": "node",
-        "display_name": f"vm-{rng.randrange(10**6)}",
-        "hostname": "vm",
-        "vm_state": "active",
-        "power_state": 1,
-        "memory_mb": 2048,
-        "vcpus": 2,
-        "root_gb": 20,
-        "image_ref": "image",
-        "availability_zone": "nova",
-        "created_at": created,
-        "updated_at": created,
-        "launched_at": created,
-        "deleted": 0,
-    }
 
 
 class Databases(abc.ABC):
@@ -191,7 +166,7 @@ class World:
             if index == 0:
                 continue  # cell0: empty
             share = rows // cells + (1 if index <= rows % cells else 0)
-            data = [_instance(rng) for _ in range(share)]
+            data = [random_instance(rng, ("active",)) for _ in range(share)]
             if not data:
                 continue
             engine = sa.create_engine(url)
