@@ -45,7 +45,6 @@ from cellrouter.index import cache_stats as _stats
 from cellrouter.index import events
 from cellrouter.index.cache_stats import CacheStats
 from cellrouter.index.cached_index import CACHED_INDEX, CachedIndex
-from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.lookup_cache import backend_name
 from cellrouter.index.store import STORE, MappingStore
 
@@ -66,7 +65,7 @@ class Runtime:
 
     def __init__(self) -> None:
         registry.set_health(health)
-        CACHED_INDEX.cells_list.add_reload_hook(_release_stale)
+        CACHED_INDEX.cells_list.add_reload_hook(registry.retain_current)
         for listener in (
             CACHED_INDEX.on_mapping_changed,
             registry.on_mapping_changed,
@@ -104,10 +103,6 @@ class Runtime:
         registry.forget_after_fork()
         health.reset_after_fork()
         workers.renew_after_fork()
-
-
-def _release_stale(cells: tuple[CellMapping, ...]) -> None:
-    registry.retain_current(cells)
 
 
 _current = Runtime()

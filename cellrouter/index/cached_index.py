@@ -152,9 +152,13 @@ class CachedIndex(MappingIndex):
             record = self._instance_record(value)
             if record is not None:
                 return record
+        return self._read_instance(instance_uuid)
+
+    def _read_instance(self, instance_uuid: str) -> InstanceMapping:
+        """The mapping from the API database, cached when it has a cell."""
         mapping = self._source().instance(instance_uuid)
         if mapping.cell_mapping is not None:
-            cache.set(key, _instance_value(mapping))
+            self.cache.set(instance_key(instance_uuid), _instance_value(mapping))
         return mapping
 
     def instances(self, instance_uuids: Iterable[str]) -> list[InstanceMapping]:
@@ -182,12 +186,8 @@ class CachedIndex(MappingIndex):
         return found
 
     def refresh_instance(self, instance_uuid: str) -> InstanceMapping:
-        key = instance_key(instance_uuid)
-        self.cache.invalidate([key])
-        mapping = self._source().instance(instance_uuid)
-        if mapping.cell_mapping is not None:
-            self.cache.set(key, _instance_value(mapping))
-        return mapping
+        self.cache.invalidate([instance_key(instance_uuid)])
+        return self._read_instance(instance_uuid)
 
     def host(self, host: str) -> HostMapping:
         cache = self.cache
