@@ -21,7 +21,7 @@ from typing import Final
 
 from cellrouter.conf import get_conf
 
-__all__ = ["IDLE_SECONDS", "renew_after_fork", "stats", "submit", "submit_all"]
+__all__ = ["IDLE_SECONDS", "Job", "renew_after_fork", "stats", "submit", "submit_all"]
 
 LOG = logging.getLogger(__name__)
 

@@ -6,10 +6,13 @@ k-way merges the cells' rows (:mod:`cellrouter.across.merge`, which also sizes
 the batches). A subclass that knows about how many rows each cell holds
 (:meth:`CrossCellLister.cell_estimates`) gets each cell asked for its share of
 the page plus a margin, and the cells holding none skipped (they cost
-nothing): one query per cell per page in the common case. A cell whose rows
-run out before the page is full is asked for its next batch, alone. The order
-is the one :mod:`cellrouter.across.sorting` defines: the same in SQLite,
-MariaDB, PostgreSQL and Python, NULLs smallest, the unique key last.
+nothing): one query per cell per page in the common case. The cells whose
+batch proved short are asked for their next batch together, in one more
+scatter. Reads go through :func:`~cellrouter.across.scatter.scatter_gather_reads`:
+SQLite cells are read one after another on one worker, and each read waits
+briefly for its turn (:class:`_Turns`). The order is the one
+:mod:`cellrouter.across.sorting` defines: the same in SQLite, MariaDB,
+PostgreSQL and Python, NULLs smallest, the unique key last.
 
 Cells that time out, are marked down or fail are reported in the result
 (``partial``); the list is never silently short. A subclass names the table
@@ -21,6 +24,8 @@ sort order like any other cell's rows).
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,8 +35,14 @@ from sqlalchemy.engine.result import result_tuple
 
 from cellrouter import exception, forksafe
 from cellrouter.across import health
-from cellrouter.across.merge import SortedSource, SortValues, batch_plan, merge_sources
-from cellrouter.across.scatter import check_timeout, scatter_gather_cells
+from cellrouter.across.merge import (
+    RefillMany,
+    SortedSource,
+    SortValues,
+    batch_plan,
+    merge_sources,
+)
+from cellrouter.across.scatter import check_timeout, scatter_gather_reads
 from cellrouter.across.sorting import (
     SortSpec,
     after_marker,
@@ -163,44 +174,48 @@ class _CellQuery:
     def statement(
         self, dialect: sa.Dialect, after: SortValues | None, limited: bool
     ) -> sa.Select[Any]:
-        """The SELECT for rows after ``after``; its LIMIT (if ``limited``) is bound as
-        ``limit``. Built once per dialect and marker: every cell of a page shares it."""
-        try:
-            key = (dialect.name, after, limited)
-            stmt = self.statements.get(key)
-        except TypeError:  # unhashable sort values: build it every time
-            key, stmt = None, None
+        """The SELECT for rows after ``after``, its marker values bound as ``after0``,
+        ``after1``... and its LIMIT (if ``limited``) as ``limit``. Built once per
+        dialect and NULL pattern of the marker: every cell and refill of a page
+        shares it (and SQLAlchemy's cache key for it)."""
+        nulls = None if after is None else tuple(value is None for value in after)
+        key = (dialect.name, nulls, limited)
+        stmt = self.statements.get(key)
         if stmt is None:
             stmt = sa.select(*self.columns).where(*self.conditions)
-            if after is not None:
-                stmt = stmt.where(after_marker(self.spec, self.sort_columns, after, dialect))
+            if nulls is not None:
+                columns = enumerate(zip(self.sort_columns, nulls, strict=True))
+                bound = [
+                    None if null else sa.bindparam(f"after{index}", type_=column.type)
+                    for index, (column, null) in columns
+                ]
+                stmt = stmt.where(after_marker(self.spec, self.sort_columns, bound, dialect))
             stmt = stmt.order_by(*order_by(self.spec, self.sort_columns, dialect))
             if limited:
                 stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer()))
-            if key is not None:
-                self.statements[key] = stmt
+            self.statements[key] = stmt
         return stmt
 
     def fetch(
         self, cctx: RequestContext, after: SortValues | None, limit: int | None
     ) -> list[Row[Any]]:
         """This cell's rows after ``after`` in sort order, at most ``limit`` of them."""
+        params: dict[str, Any] = (
+            {}
+            if after is None
+            else {f"after{index}": value for index, value in enumerate(after) if value is not None}
+        )
+        if limit is not None:
+            params["limit"] = limit
         with cctx.engine.connect() as conn:
             stmt = self.statement(conn.dialect, after, limit is not None)
-            params = None if limit is None else {"limit": limit}
             if conn.dialect.name != "sqlite":
                 return list(conn.execute(stmt, params).all())
             # sqlite3 gives up the GIL around every row step: several cells read at
             # once would hand it back and forth (each hand-off waiting for the
-            # switch interval) for no parallelism at all, so they take turns. A
-            # turn is waited for briefly only: a cell whose read hangs (a stuck
-            # disk) must not hold the others up, it costs them this wait at most.
-            turn = _SQLITE_READS.acquire(timeout=SQLITE_TURN_WAIT)
-            try:
+            # switch interval) for no parallelism at all, so they take turns.
+            with _SQLITE_TURNS:
                 return list(conn.execute(stmt, params).all())
-            finally:
-                if turn:
-                    _SQLITE_READS.release()
 
     def fetch_sized(
         self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]
@@ -209,11 +224,51 @@ class _CellQuery:
         assert cctx.cell_uuid is not None
         return self.fetch(cctx, after, sizes[cctx.cell_uuid])
 
+    def fetch_next(
+        self, cctx: RequestContext, batches: Mapping[str, tuple[SortValues, int]]
+    ) -> list[Row[Any]]:
+        """:meth:`fetch` with this cell's own (after, size) from ``batches`` (by cell uuid)."""
+        assert cctx.cell_uuid is not None
+        return self.fetch(cctx, *batches[cctx.cell_uuid])
+
+
+#: seconds a SQLite read waits for its turn before reading anyway
+SQLITE_TURN_WAIT = 0.1
+
+
+class _Turns:
+    """Reads that take turns (``with turns:``), each waiting for its turn briefly only.
+
+    A read stuck in its database (a stuck disk) must not hold the others up: a
+    turn is waited for until it has been held :data:`SQLITE_TURN_WAIT` seconds,
+    then the waiter reads anyway, so a stuck read costs each other read that
+    wait at most, and reads that come after it none.
+    """
+
+    __slots__ = ("lock", "since", "turn")
+
+    def __init__(self) -> None:
+        self.lock = forksafe.Lock()
+        self.since = 0.0  # when the current turn began
+        self.turn = threading.local()
+
+    def __enter__(self) -> None:
+        lock = self.lock
+        held = lock.acquire(blocking=False)
+        if not held:
+            wait = self.since + SQLITE_TURN_WAIT - time.monotonic()
+            held = wait > 0 and lock.acquire(timeout=wait)
+        if held:
+            self.since = time.monotonic()
+        self.turn.held = held
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.turn.held:
+            self.lock.release()
+
 
 #: SQLite cells read their rows one at a time (see :meth:`_CellQuery.fetch`)
-_SQLITE_READS = forksafe.Lock()
-#: seconds a SQLite cell waits for its turn before reading anyway
-SQLITE_TURN_WAIT = 0.1
+_SQLITE_TURNS = _Turns()
 
 
 def _read_sort_values(
@@ -278,7 +333,7 @@ class CrossCellLister:
         cell) when the cells that answered do not have it but some cell failed.
         """
         cells, keys = request.cells, request.spec.keys
-        results = scatter_gather_cells(
+        results = scatter_gather_reads(
             ctx,
             cells,
             request.timeout,
@@ -364,17 +419,20 @@ class CrossCellLister:
             opts.list_batch_strategy, opts.list_batch_size, limit, weights, len(asked)
         )
         sizes = {cell.uuid: size for cell, size in zip(asked, first, strict=True)}
-        results = scatter_gather_cells(ctx, asked, timeout, query.fetch_sized, request.after, sizes)
+        results = scatter_gather_reads(ctx, asked, timeout, query.fetch_sized, request.after, sizes)
         failed: dict[str, str] = {}
         getter = values_getter(range(len(query.columns) - len(spec.keys), len(query.columns)))
         sources = []
+        cell_of: dict[int, CellMapping] = {}
         for cell in asked:
             value = results[cell.uuid]
             if not isinstance(value, list):  # the did-not-respond sentinel or an exception
                 failed[cell.uuid] = _failure_reason(value)
                 continue
             refill = self._refill_function(ctx, request, cell, query, failed)
-            sources.append(SortedSource(value, sizes[cell.uuid], refill, refill_size, getter))
+            source = SortedSource(value, sizes[cell.uuid], refill, refill_size, getter)
+            sources.append(source)
+            cell_of[id(source)] = cell
         must_fail = not (opts.list_records_by_skipping_down_cells or down_cell_records)
         if failed and must_fail:
             raise _unavailable(cell_tuple, failed)
@@ -382,7 +440,10 @@ class CrossCellLister:
             down = tuple(cell for cell in cell_tuple if cell.uuid in failed)
             sources.append(self._records_source(ctx, dataclasses.replace(request, cells=down)))
         positions = range(len(query.columns) - len(spec.keys), len(query.columns))
-        rows, more = merge_sources(sources, spec.merge_order, limit, (positions, spec.descending))
+        refill_many = self._refill_many_function(ctx, request, cell_of, query, failed)
+        rows, more = merge_sources(
+            sources, spec.merge_order, limit, (positions, spec.descending), refill_many
+        )
         if failed and must_fail:  # a cell failed when the merge asked it for more rows
             raise _unavailable(cell_tuple, failed)
         next_marker = None
@@ -441,13 +502,43 @@ class CrossCellLister:
         cells, timeout = (cell,), request.timeout
 
         def refill(after: SortValues, limit: int | None) -> Sequence[Any] | None:
-            value = scatter_gather_cells(ctx, cells, timeout, query.fetch, after, limit)[cell.uuid]
+            value = scatter_gather_reads(ctx, cells, timeout, query.fetch, after, limit)[cell.uuid]
             if isinstance(value, list):
                 return value
             failed[cell.uuid] = _failure_reason(value)
             return None
 
         return refill
+
+    def _refill_many_function(
+        self,
+        ctx: RequestContext,
+        request: PageRequest,
+        cell_of: Mapping[int, CellMapping],
+        query: _CellQuery,
+        failed: dict[str, str],
+    ) -> RefillMany:
+        """Next-batch fetcher of several cells' sources at once: one scatter.
+
+        A cell failing here is reported in ``failed`` as in :meth:`_refill_function`.
+        """
+
+        def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+            cells = [cell_of[id(source)] for source, _ in wanted]
+            batches = {
+                cell.uuid: (source.after(), size)
+                for cell, (source, size) in zip(cells, wanted, strict=True)
+            }
+            results = scatter_gather_reads(ctx, cells, request.timeout, query.fetch_next, batches)
+            for cell, (source, size) in zip(cells, wanted, strict=True):
+                value = results[cell.uuid]
+                if isinstance(value, list):
+                    source.extend(value, size)
+                else:
+                    failed[cell.uuid] = _failure_reason(value)
+                    source.extend(None, size)
+
+        return refill_many
 
     def _records_source(self, ctx: RequestContext, request: PageRequest) -> SortedSource:
         """The down cells' stand-in records, as one more sorted source for the merge."""
@@ -461,6 +552,6 @@ class CrossCellLister:
             self.down_cell_records(ctx, request),
             request.limit,
             fetch,
-            lambda want: want,
+            lambda want, density: want,
             values_getter(request.spec.keys),
         )

@@ -2,9 +2,11 @@
 
 Each :class:`SortedSource` is one cell's rows (or the stand-in records of the
 down cells) in sort order, held one batch at a time; :func:`merge_sources`
-merges them on a heap and asks a source for its next batch only when the page
-really needs its rows. Rows pass through untouched (SQLAlchemy ``Row``s stay
-``Row``s): turning them into anything else is the caller's choice.
+pools and sorts the batches (C-level sorts), refilling the sources that
+proved short all at once, or merges them on a heap, asking a source for its
+next batch only when the page really needs its rows. Rows pass through
+untouched (SQLAlchemy ``Row``s stay ``Row``s): turning them into anything
+else is the caller's choice.
 
 Batch sizes (:func:`batch_plan`, ``[cells]/list_batch_strategy``):
 ``fixed`` asks every cell for ``list_batch_size`` rows at a time;
@@ -13,9 +15,11 @@ about how many rows each cell holds (its *weight*), a cell is asked for its
 expected share of the page plus a statistical margin (:data:`MARGIN_SIGMAS`
 standard deviations of the hypergeometric draw), so one query per cell fills
 the page unless the cells' rows are skewed in sort order; without weights the
-page is split evenly plus 10%, at least ``list_batch_size``. A cell that runs
-dry is asked for all rows the page still needs, so no cell is asked more than
-twice per page, nor for more than ``limit`` rows.
+page is split evenly plus 10%, at least ``list_batch_size``. A short source is
+asked for its likely share of the rows the page may still need from it (its
+share of the rows merged so far, plus the margin), so a cell that leads the
+sort order is asked for all of them; no cell is asked for more than ``limit``
+rows.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["MARGIN_SIGMAS", "SortValues", "SortedSource", "batch_plan", "merge_sources"]
+__all__ = [
+    "MARGIN_SIGMAS",
+    "RefillMany",
+    "SortValues",
+    "SortedSource",
+    "batch_plan",
+    "merge_sources",
+]
 
 #: the even split's buffer when the cells' sizes are unknown (Nova's 10%)
 _DISTRIBUTED_MARGIN = 1.1
@@ -37,8 +48,9 @@ MARGIN_SIGMAS = 2.0
 
 #: The values of a row's sort keys, in :attr:`~cellrouter.across.sorting.SortSpec.keys` order.
 SortValues = tuple[Any, ...]
-#: ``refill_size(want)``: how many rows to ask a dry source for, ``want`` still needed.
-RefillSize = Callable[[int | None], int | None]
+#: ``refill_size(want, density)``: how many rows to ask a dry source for, ``want`` still
+#: needed; ``density``, when known, is the source's share of the rows merged so far.
+RefillSize = Callable[[int | None, float | None], int | None]
 
 
 class SortedSource:
@@ -71,7 +83,7 @@ class SortedSource:
         if pos == len(self.rows):
             if not self.more:
                 return None
-            size = self.refill_size(want)
+            size = self.refill_size(want, None)
             rows = self.fetch(self.getter(self.rows[-1]), size)
             if not rows:
                 self.more = False
@@ -85,30 +97,47 @@ class SortedSource:
         """True while rows are buffered or the source may have more."""
         return self.pos < len(self.rows) or self.more
 
+    def after(self) -> SortValues:
+        """The sort values of the last row buffered (where a next batch starts)."""
+        return self.getter(self.rows[-1])
+
+    def extend(self, rows: Sequence[Any] | None, requested: int) -> None:
+        """Append the next batch, asked for ``requested`` rows (None: the source failed)."""
+        if rows:
+            self.rows = [*self.rows, *rows]
+        self.more = rows is not None and len(rows) >= requested
+
+
+#: ``refill_many([(source, n), ...])``: append to each source (:meth:`SortedSource.extend`)
+#: its next ``n`` rows at most, all sources at once (one round trip to the cells).
+RefillMany = Callable[[Sequence[tuple[SortedSource, int]]], None]
+
 
 def merge_sources(
     sources: Sequence[SortedSource],
     order: tuple[Callable[[SortValues], Any], bool],
     limit: int | None,
     columns: tuple[Sequence[int], Sequence[bool]] | None = None,
+    refill_many: RefillMany | None = None,
 ) -> tuple[list[Any], bool]:
     """k-way merge of ``sources`` up to ``limit`` rows; (rows, more rows exist).
 
     ``order`` is (key, reverse) of the sort values, as
     :attr:`~cellrouter.across.sorting.SortSpec.merge_order` gives it. One
-    source needs no merge at all. When the first batches already hold the
-    page, and ``columns`` gives where the sort values sit in every row and
-    their directions, the page comes from :func:`_sorted_batches` (C-level
-    sorts); otherwise :func:`heapq.merge` pulls a source's next row only after
-    it emitted the previous one, so a cell is asked for another batch only
-    when the page really needs its rows.
+    source needs no merge at all. When ``columns`` gives where the sort values
+    sit in every row and their directions, the page comes from
+    :func:`_sorted_batches` (C-level sorts) if the first batches hold it, or
+    hold it once the sources that ran short got their next batch, all at once,
+    from ``refill_many``. Otherwise :func:`heapq.merge` pulls a source's next
+    row only after it emitted the previous one, so a cell is asked for another
+    batch (alone) only when the page really needs its rows.
     """
     if not sources:
         return [], False
     if len(sources) == 1:
         return _drain(sources[0], limit)
     if columns is not None:
-        page = _sorted_batches(sources, columns, limit)
+        page = _sorted_batches(sources, columns, limit, refill_many)
         if page is not None:
             return page
     key, reverse = order
@@ -138,41 +167,60 @@ def _sorted_batches(
     sources: Sequence[SortedSource],
     columns: tuple[Sequence[int], Sequence[bool]],
     limit: int | None,
+    refill_many: RefillMany | None,
 ) -> tuple[list[Any], bool] | None:
-    """The page from the sources' first batches alone, or None when it needs more.
+    """The page from the sources' batches, or None when it needs the heap merge.
 
     The batches are pooled and sorted by one stable C-level sort per key, the
     last key first, each in its own direction: no Python call per row. Rows up
     to the earliest last-buffered row of a source that may hold more are
     certainly in order; when that prefix covers the page, it is the page.
-    A NULL among the sort values (which Python cannot compare) gives None.
+    Otherwise every source whose last buffered row sits at position ``p < limit
+    - 1`` may owe the page up to ``limit - 1 - p`` more rows: ``refill_many``
+    asks them all at once for that many (or their refill size, if smaller),
+    and the pool is sorted again. Asked for all it may owe, a source either
+    runs out or has its new last row at ``limit - 1`` or later: one round in
+    the distributed strategy. A NULL among the sort values (which Python cannot
+    compare) gives None.
     """
     positions, descending = columns
     getter = sources[0].getter
     if any(source.pos or source.getter is not getter for source in sources):
         return None
-    pool = [row for source in sources for row in source.rows]
-    for position in positions:
-        if None in map(operator.itemgetter(position), pool):
+    while True:
+        pool = [row for source in sources for row in source.rows]
+        for position in positions:
+            if None in map(operator.itemgetter(position), pool):
+                return None
+        for position, desc in zip(reversed(positions), reversed(descending), strict=True):
+            pool.sort(key=operator.itemgetter(position), reverse=desc)
+        open_ended = [source for source in sources if source.more and source.rows]
+        if limit is None:  # the whole of every source, or the heap merge
+            return None if open_ended else (pool, False)
+        short = _short_sources(pool, open_ended, limit)
+        if not short:
+            return pool[:limit], len(pool) > limit or any(source.more for source in sources)
+        if refill_many is None:
             return None
-    for position, desc in zip(reversed(positions), reversed(descending), strict=True):
-        pool.sort(key=operator.itemgetter(position), reverse=desc)
-    open_ended = [source.rows[-1] for source in sources if source.more and source.rows]
-    if not open_ended:  # every source is in the pool whole
-        return (pool, False) if limit is None else (pool[:limit], len(pool) > limit)
-    if limit is None or _first_of(pool, open_ended) + 1 < limit:
-        return None
-    return pool[:limit], True
+        refill_many(short)
 
 
-def _first_of(pool: list[Any], rows: list[Any]) -> int:
-    """The position in ``pool`` of the first of ``rows`` (by identity: a Row's ``==``
-    is a Python-level comparison of every column)."""
-    wanted = {id(row) for row in rows}
-    for position, row in enumerate(pool):
-        if id(row) in wanted:
-            return position
-    return len(pool)
+def _short_sources(
+    pool: list[Any], open_ended: list[SortedSource], limit: int
+) -> list[tuple[SortedSource, int]]:
+    """(source, rows it may still owe the page) for each source in ``open_ended`` whose
+    last buffered row comes before position ``limit - 1`` of ``pool``."""
+    if not open_ended:
+        return []
+    last = {id(source.rows[-1]): source for source in open_ended}
+    short = []
+    for position, row in enumerate(pool[: limit - 1]):
+        source = last.get(id(row))  # by identity: a Row's ``==`` compares every column
+        if source is not None:
+            want = limit - 1 - position
+            size = source.refill_size(want, len(source.rows) / (position + 1))
+            short.append((source, max(1, size or want)))
+    return short
 
 
 def _drain(source: SortedSource, limit: int | None) -> tuple[list[Any], bool]:
@@ -208,7 +256,7 @@ def batch_plan(
     """
     if strategy == "fixed":
 
-        def fixed(want: int | None) -> int:
+        def fixed(want: int | None, density: float | None = None) -> int:
             return batch_size if want is None else min(batch_size, want)
 
         return [fixed(limit)] * cell_count, fixed
@@ -232,15 +280,22 @@ def expected_share(limit: int, weight: int, total: int) -> int:
     if weight <= 0:
         return 1
     p = min(1.0, weight / total)
-    mean = limit * p
     fpc = (total - limit) / (total - 1) if total > limit else 0.0
-    sigma = math.sqrt(limit * p * (1.0 - p) * fpc)
-    return max(1, min(limit, math.ceil(mean + MARGIN_SIGMAS * sigma) + 1))
+    return max(1, min(limit, _with_margin(limit * p, limit * p * (1.0 - p) * fpc)))
 
 
-def _everything(want: int | None) -> None:
+def _everything(want: int | None, density: float | None) -> None:
     return None
 
 
-def _as_wanted(want: int | None) -> int | None:
-    return want
+def _as_wanted(want: int | None, density: float | None) -> int | None:
+    """All the rows still wanted; given the source's ``density`` in the rows merged so
+    far, its expected share of them plus the margin (a skewed source gets them all)."""
+    if want is None or density is None:
+        return want
+    return min(want, _with_margin(want * density, want * density * (1.0 - density)))
+
+
+def _with_margin(mean: float, variance: float) -> int:
+    """``mean`` plus :data:`MARGIN_SIGMAS` standard deviations, plus one, rounded up."""
+    return math.ceil(mean + MARGIN_SIGMAS * math.sqrt(max(variance, 0.0))) + 1

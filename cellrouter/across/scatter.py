@@ -8,9 +8,16 @@ exception; :func:`is_cell_failure` tells both from a result.
 
 Jobs run on :mod:`cellrouter.workers`, at most ``[cells]/max_worker_threads``
 at once whatever the number of cells: the others wait in line. The caller
-waits at most ``timeout`` in total, on one lock; a cell whose job had not
-started by then (the pool was busy) is reported as not responding but not
-marked down, and its job is dropped when its turn comes.
+waits at most ``timeout`` in total; a cell whose job had not started by then
+(the pool was busy) is reported as not responding but not marked down, and
+its job is dropped when its turn comes.
+
+:func:`scatter_gather_reads` is the same for database reads: cells whose
+database lives in this process (SQLite files) gain nothing from threads, as
+their reads hold the GIL, so they are read one after another by one worker,
+one thread hand-off for all of them. When that worker makes no progress for
+:data:`STALL_SECONDS` (a read stuck on its file), another worker takes over
+the cells still waiting, so a stuck cell costs the others that much at most.
 
 Cells that :mod:`cellrouter.across.health` knows to be down are answered with the
 sentinel at once. A timeout marks a cell down only when it is the configured
@@ -21,6 +28,7 @@ failure is logged once per cell, naming the cell by its identity only.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import threading
@@ -43,6 +51,7 @@ __all__ = [
     "is_cell_failure",
     "scatter_gather_all_cells",
     "scatter_gather_cells",
+    "scatter_gather_reads",
     "scatter_gather_single_cell",
     "scatter_gather_skip_cell0",
     "check_timeout",
@@ -85,6 +94,40 @@ def is_cell_failure(value: object) -> bool:
 
 
 # -- scatter-gather ----------------------------------------------------------------
+
+
+#: seconds without progress after which another worker joins cells read in turn
+#: (at most a quarter of the caller's timeout)
+STALL_SECONDS: Final = 0.1
+
+
+def _reads_in_process(cell: CellMapping) -> bool:
+    """True when the cell's database is read by this process itself (SQLite)."""
+    return cell.database_connection.startswith("sqlite")
+
+
+class _InTurn:
+    """Cells read one after another: each worker that joins takes the next waiting cell."""
+
+    __slots__ = ("done", "pending", "run", "workers")
+
+    def __init__(self, run: Callable[[CellMapping], None], cells: list[CellMapping]) -> None:
+        self.run = run
+        self.pending = collections.deque(cells)
+        #: cells finished, and workers that joined (read by the waiting caller)
+        self.done = 0
+        self.workers = 0
+
+    def work(self) -> None:
+        self.workers += 1
+        pending, run = self.pending, self.run
+        while True:
+            try:
+                cell = pending.popleft()  # atomic: workers never take the same cell
+            except IndexError:
+                return
+            run(cell)
+            self.done += 1
 
 
 class _Gather:
@@ -144,9 +187,25 @@ class _Gather:
             if self.remaining == 0:
                 self.done.release()
 
-    def wait(self, timeout: float) -> dict[str, tuple[Any, float]]:
-        """The results that arrived within ``timeout`` seconds; later ones are dropped."""
-        self.done.acquire(timeout=max(timeout, 0.0))
+    def wait(self, timeout: float, in_turn: _InTurn | None) -> dict[str, tuple[Any, float]]:
+        """The results that arrived within ``timeout`` seconds; later ones are dropped.
+
+        While cells read ``in_turn`` still wait and their worker made no progress
+        for a stall interval, another worker is sent to take them over.
+        """
+        timeout = max(timeout, 0.0)
+        if in_turn is None or not in_turn.pending:
+            self.done.acquire(timeout=timeout)
+        else:
+            stall = min(STALL_SECONDS, timeout / 4) or timeout
+            deadline = time.monotonic() + timeout
+            seen = 0
+            while not self.done.acquire(timeout=min(stall, max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    break
+                if in_turn.pending and in_turn.done == seen:
+                    workers.submit(in_turn.work)
+                seen = in_turn.done
         with self.lock:
             self.open = False
         return self.results
@@ -159,6 +218,7 @@ def _gather(
     fn: Callable[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    reads: bool = False,
 ) -> dict[str, T | BaseException | Sentinel]:
     by_uuid = {cell.uuid: cell for cell in cells}
     down = health.down_cells()
@@ -169,8 +229,17 @@ def _gather(
         return dict.fromkeys(by_uuid, did_not_respond_sentinel)
     gather = _Gather(ctx, fn, args, kwargs, len(to_run))
     run = gather.run
-    workers.submit_all([functools.partial(run, cell) for cell in to_run])
-    collected = gather.wait(timeout)
+    in_turn = None
+    if reads:
+        local = [cell for cell in to_run if _reads_in_process(cell)]
+        if len(local) > 1:
+            in_turn = _InTurn(run, local)
+            to_run = [cell for cell in to_run if not _reads_in_process(cell)]
+    jobs: list[workers.Job] = [functools.partial(run, cell) for cell in to_run]
+    if in_turn is not None:
+        jobs.append(in_turn.work)
+    workers.submit_all(jobs)
+    collected = gather.wait(timeout, in_turn)
 
     results: dict[str, Any] = {}
     for cell_uuid, cell in by_uuid.items():
@@ -179,6 +248,13 @@ def _gather(
             results[cell_uuid] = did_not_respond_sentinel
             if cell_uuid in down:
                 LOG.debug("Cell %s is marked down: skipped", cell.identity)
+            elif cell_uuid not in gather.started and in_turn is not None and in_turn.workers:
+                # Waiting for its turn behind slower cells: nothing is known about it.
+                LOG.warning(
+                    "Cell %s was not read within %.3gs: the cells read before it took the time",
+                    cell.identity,
+                    timeout,
+                )
             elif cell_uuid not in gather.started:
                 # Queued behind busy workers: nothing is known about the cell.
                 LOG.warning(
@@ -254,6 +330,20 @@ def scatter_gather_cells(
     """
     timeout = _default_timeout() if timeout is None else check_timeout(timeout)
     return _gather(context, cell_mappings, timeout, fn, args, kwargs)
+
+
+def scatter_gather_reads(
+    context: RequestContext,
+    cell_mappings: Iterable[CellMapping],
+    timeout: float | None,
+    fn: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, T | BaseException | Sentinel]:
+    """:func:`scatter_gather_cells` for a function that reads the cell's database:
+    the cells read in this process (SQLite) take turns on one worker."""
+    timeout = _default_timeout() if timeout is None else check_timeout(timeout)
+    return _gather(context, cell_mappings, timeout, fn, args, kwargs, reads=True)
 
 
 def scatter_gather_all_cells(

@@ -186,6 +186,8 @@ def after_marker(
     The keyset expansion ``k1 > v1 OR (k1 = v1 AND k2 > v2) OR ...`` with
     NULL as the smallest value: ascending, after NULL is ``IS NOT NULL``;
     descending, after ``v`` is ``< v OR IS NULL`` and nothing is after NULL.
+    A value may be a bound parameter (not NULL), so one statement serves any
+    marker with the same NULLs.
     """
     terms: list[sa.ColumnElement[bool]] = []
     equal_so_far: list[sa.ColumnElement[bool]] = []

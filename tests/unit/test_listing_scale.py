@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import shutil
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Row
 
 from cellrouter import workers
-from cellrouter.across import health
+from cellrouter.across import health, lister
 from cellrouter.across.instance_counts import instance_counts
 from cellrouter.across.instance_list import list_instances
 from cellrouter.across.scatter import is_cell_failure, scatter_gather_all_cells
@@ -263,3 +264,36 @@ def test_a_sqlite_read_that_hangs_does_not_hold_the_other_cells_up(
         release.set()
     assert page.failed_cells == {stuck.uuid: "did not respond"}
     assert len(page.rows) == 10  # the other two cells answered
+
+
+def test_a_turn_held_past_its_wait_is_not_waited_for_again() -> None:
+    """A read stuck holding its turn costs each read one wait at most, and reads that
+    come once it has held the turn that long none: 60 cells behind a stuck one do not
+    wait 60 times."""
+    turns = lister._Turns()
+    taken, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with turns:
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=stuck)
+    thread.start()
+    try:
+        assert taken.wait(5)
+        start = time.monotonic()
+        with turns:  # waits for the turn, then reads anyway
+            waited = time.monotonic() - start
+        start = time.monotonic()
+        for _ in range(20):
+            with turns:
+                pass
+        after = time.monotonic() - start
+    finally:
+        release.set()
+        thread.join(5)
+    assert waited >= lister.SQLITE_TURN_WAIT * 0.5
+    assert after < lister.SQLITE_TURN_WAIT  # 20 reads, no wait between them
+    with turns:  # the turn was released: taken at once
+        assert turns.lock.locked()

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from cellrouter import workers
-from cellrouter.across import health
+from cellrouter.across import health, scatter
 from cellrouter.across.scatter import (
     did_not_respond_sentinel,
     is_cell_failure,
     scatter_gather_all_cells,
     scatter_gather_cells,
+    scatter_gather_reads,
     scatter_gather_single_cell,
     scatter_gather_skip_cell0,
 )
@@ -201,6 +202,93 @@ def test_straggler_never_starves_later_calls(
     barrier = threading.Barrier(3, timeout=10)
     results = scatter_gather_cells(admin_ctx, cells[1:], 10.0, fn, barrier)
     assert results == {cell.uuid: "ok" for cell in cells[1:]}
+
+
+# -- reads: SQLite cells take turns ----------------------------------------------------
+
+
+def test_sqlite_cells_are_read_in_turn_by_one_worker(
+    make_cells: MakeCells, admin_ctx: RequestContext
+) -> None:
+    cells = make_cells(6)
+    server = CellMapping.create(  # a server database: read in a job of its own
+        admin_ctx,
+        name="server",
+        database_connection="mysql+pymysql://user:secret@127.0.0.1:1/cell",
+        transport_url="fake://server/",
+    )
+    threads: dict[str, int] = {}
+
+    def fn(cctx: RequestContext) -> str:
+        threads[cell_uuid_of(cctx)] = threading.get_ident()
+        return cell_uuid_of(cctx)
+
+    everyone = [*cells, server]
+    assert scatter_gather_reads(admin_ctx, everyone, 10.0, fn) == {
+        cell.uuid: cell.uuid for cell in everyone
+    }
+    assert len({threads[cell.uuid] for cell in cells}) == 1
+    assert threads[server.uuid] != threads[cells[0].uuid]
+    # The generic scatter makes no such assumption about fn: one job per cell.
+    barrier = threading.Barrier(len(cells), timeout=10)
+    results = scatter_gather_cells(admin_ctx, cells, 20.0, lambda cctx: barrier.wait() >= 0)
+    assert all(value is True for value in results.values()), results
+
+
+@pytest.mark.parametrize("timeout", [0.3, 5.0])
+def test_a_stuck_read_hands_the_cells_after_it_to_another_worker(
+    make_cells: MakeCells, admin_ctx: RequestContext, gate: threading.Event, timeout: float
+) -> None:
+    cells = make_cells(6)
+    stuck = {cells[0].uuid, cells[3].uuid}
+    start = time.monotonic()
+    answered: dict[str, float] = {}
+
+    def fn(cctx: RequestContext) -> str:
+        if cell_uuid_of(cctx) in stuck:
+            gate.wait(30)
+        answered[cell_uuid_of(cctx)] = time.monotonic() - start
+        return cell_uuid_of(cctx)
+
+    results = scatter_gather_reads(admin_ctx, cells, timeout, fn)
+    assert time.monotonic() - start < timeout + SLACK
+    for cell in cells:
+        if cell.uuid in stuck:
+            assert results[cell.uuid] is did_not_respond_sentinel
+        else:
+            assert results[cell.uuid] == cell.uuid
+            # each stuck cell before it cost one stall interval, not the timeout
+            assert answered[cell.uuid] < min(timeout, 4 * scatter.STALL_SECONDS + 1.0)
+
+
+def test_cells_still_waiting_for_their_turn_are_reported_not_marked_down(
+    conf: cfg.ConfigOpts,
+    make_cells: MakeCells,
+    admin_ctx: RequestContext,
+    gate: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conf.set_override("scatter_timeout", 0.3, group="cells")
+    cells = make_cells(10)  # every read sticks: a worker joins per stall, not enough of them
+
+    def fn(cctx: RequestContext) -> str:
+        gate.wait(30)
+        return "ok"
+
+    with caplog.at_level(logging.WARNING, logger="cellrouter.across.scatter"):
+        results = scatter_gather_reads(admin_ctx, cells, 0.3, fn)
+    assert all(value is did_not_respond_sentinel for value in results.values())
+    waiting = {
+        cell.uuid
+        for cell in cells
+        for record in caplog.records
+        if cell.uuid in record.getMessage()
+        and "was not read within 0.3s: the cells read before it took the time"
+        in record.getMessage()
+    }
+    assert waiting and len(waiting) <= len(cells) - 2
+    for cell in cells:  # read and stuck: down; never read: nothing is known about it
+        assert health.is_down(cell.uuid) is (cell.uuid not in waiting), cell
 
 
 def test_connection_error_marks_down_and_logs_once_without_secrets(

@@ -1,0 +1,115 @@
+"""The k-way merge: sorted first batches, short sources refilled together, batch sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cellrouter.across.merge import (
+    SortedSource,
+    SortValues,
+    batch_plan,
+    expected_share,
+    merge_sources,
+)
+from cellrouter.across.sorting import merge_order, values_getter
+
+GETTER = values_getter([0])
+ORDER = merge_order((True,))  # one key, descending
+COLUMNS = ((0,), (True,))
+
+
+class Cell:
+    """A source's backing rows: ``(value,)`` tuples in descending order."""
+
+    def __init__(self, name: str, values: Sequence[int]) -> None:
+        self.name = name
+        self.rows = [(value,) for value in sorted(values, reverse=True)]
+        self.asked: list[int | None] = []
+
+    def after(self, after: SortValues, size: int | None) -> list[tuple[int]]:
+        self.asked.append(size)
+        rest = [row for row in self.rows if row[0] < after[0]]
+        return rest if size is None else rest[:size]
+
+    def source(self, size: int) -> SortedSource:
+        _, refill_size = batch_plan("distributed", 1, 100, [1], 1)
+        self.asked.append(size)
+        return SortedSource(self.rows[:size], size, self.after, refill_size, GETTER)
+
+
+def _refill_recorder(cells: dict[int, Cell], calls: list[list[tuple[str, int]]]) -> Any:
+    def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+        calls.append([(cells[id(source)].name, size) for source, size in wanted])
+        for source, size in wanted:
+            source.extend(cells[id(source)].after(source.after(), size), size)
+
+    return refill_many
+
+
+def test_short_sources_are_refilled_together_once_with_their_likely_share() -> None:
+    a, b, c = Cell("a", range(200, 100, -2)), Cell("b", range(199, 100, -2)), Cell("c", range(10))
+    sources = [a.source(5), b.source(5), c.source(10)]
+    calls: list[list[tuple[str, int]]] = []
+    by_id = {id(source): cell for source, cell in zip(sources, (a, b, c), strict=True)}
+    rows, more = merge_sources(sources, ORDER, 12, COLUMNS, _refill_recorder(by_id, calls))
+    assert [value for (value,) in rows] == list(range(200, 188, -1))
+    assert more
+    # One round for both short sources: a's last row (192) sits at position 8 of 12,
+    # b's (191) at 9; each is asked for its likely share of what follows, at most
+    # the rows left to fill. c (its last row far below the page) is not asked again.
+    assert calls == [[("a", 3), ("b", 2)]]
+    assert c.asked == [10]
+
+
+def test_a_skewed_source_is_asked_for_all_the_page_still_needs() -> None:
+    a, b = Cell("a", range(1000, 900, -1)), Cell("b", range(100))
+    sources = [a.source(10), b.source(10)]
+    calls: list[list[tuple[str, int]]] = []
+    by_id = {id(source): cell for source, cell in zip(sources, (a, b), strict=True)}
+    rows, more = merge_sources(sources, ORDER, 30, COLUMNS, _refill_recorder(by_id, calls))
+    assert [value for (value,) in rows] == list(range(1000, 970, -1))
+    assert more
+    # a: all its rows so far lead the page, so all 20 rows left; b: its last row (90)
+    # sits at position 19 of 30, half the rows so far are its own.
+    assert calls == [[("a", 20), ("b", 10)]]
+
+
+def test_without_refill_many_a_short_source_goes_through_the_heap_merge() -> None:
+    a, b = Cell("a", range(200, 100, -2)), Cell("b", range(199, 100, -2))
+    rows, more = merge_sources([a.source(3), b.source(3)], ORDER, 10, COLUMNS)
+    assert [value for (value,) in rows] == list(range(200, 190, -1))
+    assert more
+    assert len(a.asked) == 2 and len(b.asked) == 2  # each refilled alone, when dry
+
+
+def test_sources_that_hold_the_page_need_no_refill() -> None:
+    a, b = Cell("a", range(200, 100, -2)), Cell("b", range(199, 100, -2))
+    calls: list[list[tuple[str, int]]] = []
+    sources = [a.source(8), b.source(8)]
+    by_id = {id(source): cell for source, cell in zip(sources, (a, b), strict=True)}
+    rows, _ = merge_sources(sources, ORDER, 10, COLUMNS, _refill_recorder(by_id, calls))
+    assert [value for (value,) in rows] == list(range(200, 190, -1))
+    assert calls == []
+
+
+def test_a_source_that_fails_its_refill_ends_there() -> None:
+    a, b = Cell("a", range(200, 100, -2)), Cell("b", range(199, 100, -2))
+    sources = [a.source(2), b.source(20)]
+    failed: list[str] = []
+
+    def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+        for source, size in wanted:
+            failed.append("a" if source is sources[0] else "b")
+            source.extend(None, size)
+
+    rows, _ = merge_sources(sources, ORDER, 10, COLUMNS, refill_many)
+    assert failed == ["a"]
+    assert [value for (value,) in rows] == [200, 199, 198, *range(197, 180, -2)][:10]
+
+
+def test_expected_share_covers_the_mean_plus_the_margin() -> None:
+    assert expected_share(1000, 0, 6000) == 1
+    assert expected_share(1000, 6000, 6000) == 1000
+    share = expected_share(1000, 94, 6000)  # one of 64 cells
+    assert 1000 * 94 / 6000 < share < 1000 * 94 / 6000 + 10
