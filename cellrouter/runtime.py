@@ -38,7 +38,7 @@ from oslo_config import cfg
 
 from cellrouter import clock, forksafe, workers
 from cellrouter import conf as config
-from cellrouter.across import health
+from cellrouter.across import health, sqlite_reads
 from cellrouter.cells import registry
 from cellrouter.db import database, engine
 from cellrouter.index import cache_stats as _stats
@@ -103,6 +103,7 @@ class Runtime:
         registry.forget_after_fork()
         health.reset_after_fork()
         workers.renew_after_fork()
+        sqlite_reads.renew_after_fork()
 
 
 _current = Runtime()

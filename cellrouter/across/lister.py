@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.engine.result import result_tuple
 
-from cellrouter import exception, forksafe
-from cellrouter.across import health
+from cellrouter import exception
+from cellrouter.across import health, sqlite_reads
 from cellrouter.across.merge import (
     RefillMany,
     SortedSource,
@@ -42,7 +42,7 @@ from cellrouter.across.merge import (
     batch_plan,
     merge_sources,
 )
-from cellrouter.across.scatter import check_timeout, scatter_gather_reads
+from cellrouter.across.scatter import check_timeout, reads_in_process, scatter_gather_reads
 from cellrouter.across.sorting import (
     SortSpec,
     after_marker,
@@ -50,6 +50,7 @@ from cellrouter.across.sorting import (
     order_by,
     values_getter,
 )
+from cellrouter.across.sqlite_reads import OpenRead, PageReads
 from cellrouter.cells.context import RequestContext
 from cellrouter.cells.instance import deleted_filter
 from cellrouter.conf import get_conf
@@ -197,78 +198,93 @@ class _CellQuery:
         return stmt
 
     def fetch(
-        self, cctx: RequestContext, after: SortValues | None, limit: int | None
+        self,
+        cctx: RequestContext,
+        after: SortValues | None,
+        limit: int | None,
+        reads: PageReads | None = None,
     ) -> list[Row[Any]]:
-        """This cell's rows after ``after`` in sort order, at most ``limit`` of them."""
+        """This cell's rows after ``after`` in sort order, at most ``limit`` of them.
+
+        With ``reads``, a SQLite cell's rows come from its read kept open for the
+        page: the first batch opens it, the next ones step on from where it
+        stands (which is ``after``, the last row it gave).
+        """
+        if reads is not None:
+            assert cctx.cell_uuid is not None
+            read = reads.get(cctx.cell_uuid)
+            if read is not None:
+                return read.take(limit)
         params: dict[str, Any] = (
             {}
             if after is None
             else {f"after{index}": value for index, value in enumerate(after) if value is not None}
         )
-        if limit is not None:
-            params["limit"] = limit
-        with cctx.engine.connect() as conn:
+        conn = cctx.engine.connect()
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite and reads is not None and limit is not None:
+            return self._open(conn, cctx, after, params, limit, reads)
+        with conn:
+            if limit is not None:
+                params["limit"] = limit
             stmt = self.statement(conn.dialect, after, limit is not None)
-            if conn.dialect.name != "sqlite":
+            if not sqlite:
                 return list(conn.execute(stmt, params).all())
-            # sqlite3 gives up the GIL around every row step: several cells read at
-            # once would hand it back and forth (each hand-off waiting for the
-            # switch interval) for no parallelism at all, so they take turns.
-            with _SQLITE_TURNS:
+            with sqlite_reads.TURNS:
                 return list(conn.execute(stmt, params).all())
 
+    def _open(
+        self,
+        conn: Connection,
+        cctx: RequestContext,
+        after: SortValues | None,
+        params: dict[str, Any],
+        size: int,
+        reads: PageReads,
+    ) -> list[Row[Any]]:
+        """The first ``size`` rows of a read kept open in ``reads`` (unless it ran out).
+
+        Owns ``conn``: it stays open with the read, or is closed here.
+        """
+        assert cctx.cell_uuid is not None
+        try:
+            if reads.limit is not None:
+                params["limit"] = reads.limit
+            stmt = self.statement(conn.dialect, after, reads.limit is not None)
+            with sqlite_reads.TURNS:
+                result = conn.execute(stmt, params)
+                rows = list(result.fetchmany(size))
+        except BaseException:
+            conn.close()
+            raise
+        if len(rows) < size:
+            result.close()
+            conn.close()
+            return rows
+        reads.add(cctx.cell_uuid, OpenRead(conn, result))
+        return rows
+
     def fetch_sized(
-        self, cctx: RequestContext, after: SortValues | None, sizes: Mapping[str, int | None]
+        self,
+        cctx: RequestContext,
+        after: SortValues | None,
+        sizes: Mapping[str, int | None],
+        reads: PageReads | None,
     ) -> list[Row[Any]]:
         """:meth:`fetch` with this cell's own batch size from ``sizes`` (by cell uuid)."""
         assert cctx.cell_uuid is not None
-        return self.fetch(cctx, after, sizes[cctx.cell_uuid])
+        return self.fetch(cctx, after, sizes[cctx.cell_uuid], reads)
 
     def fetch_next(
-        self, cctx: RequestContext, batches: Mapping[str, tuple[SortValues, int]]
+        self,
+        cctx: RequestContext,
+        batches: Mapping[str, tuple[SortValues, int]],
+        reads: PageReads | None,
     ) -> list[Row[Any]]:
         """:meth:`fetch` with this cell's own (after, size) from ``batches`` (by cell uuid)."""
         assert cctx.cell_uuid is not None
-        return self.fetch(cctx, *batches[cctx.cell_uuid])
-
-
-#: seconds a SQLite read waits for its turn before reading anyway
-SQLITE_TURN_WAIT = 0.1
-
-
-class _Turns:
-    """Reads that take turns (``with turns:``), each waiting for its turn briefly only.
-
-    A read stuck in its database (a stuck disk) must not hold the others up: a
-    turn is waited for until it has been held :data:`SQLITE_TURN_WAIT` seconds,
-    then the waiter reads anyway, so a stuck read costs each other read that
-    wait at most, and reads that come after it none.
-    """
-
-    __slots__ = ("lock", "since", "turn")
-
-    def __init__(self) -> None:
-        self.lock = forksafe.Lock()
-        self.since = 0.0  # when the current turn began
-        self.turn = threading.local()
-
-    def __enter__(self) -> None:
-        lock = self.lock
-        held = lock.acquire(blocking=False)
-        if not held:
-            wait = self.since + SQLITE_TURN_WAIT - time.monotonic()
-            held = wait > 0 and lock.acquire(timeout=wait)
-        if held:
-            self.since = time.monotonic()
-        self.turn.held = held
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.turn.held:
-            self.lock.release()
-
-
-#: SQLite cells read their rows one at a time (see :meth:`_CellQuery.fetch`)
-_SQLITE_TURNS = _Turns()
+        after, size = batches[cctx.cell_uuid]
+        return self.fetch(cctx, after, size, reads)
 
 
 def _read_sort_values(
@@ -281,12 +297,37 @@ def _read_sort_values(
     return tuple(row) if row is not None else None
 
 
+#: the per-cell queries a lister keeps for reuse (least recently used dropped)
+QUERY_CACHE_SIZE = 256
+
+
+def _frozen(filters: Filters) -> Hashable:
+    """``filters`` as a hashable value (lists as tuples, sets as frozensets)."""
+    return tuple(
+        sorted(
+            (
+                name,
+                frozenset(value)
+                if isinstance(value, set | frozenset)
+                else tuple(value)
+                if isinstance(value, list | tuple)
+                else value,
+            )
+            for name, value in filters.items()
+        )
+    )
+
+
 class CrossCellLister:
     """Sorted, paginated listing of one cell-level table across cells.
 
     Subclasses name the table and may refine the hooks: how a marker is
     resolved (:meth:`marker_values`) and what stands in for a failed cell's
     rows (:meth:`down_cell_records`; nothing by default).
+
+    The per-cell query of a page (its statements) is kept and reused by the
+    pages asking for the same sort, columns and :meth:`query_key`: a reused
+    statement is neither built again nor adapted by SQLAlchemy on each cell.
     """
 
     table: sa.Table
@@ -297,6 +338,8 @@ class CrossCellLister:
     def __init__(self, table: sa.Table | None = None) -> None:
         if table is not None:
             self.table = table
+        self._queries: OrderedDict[Hashable, _CellQuery] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -325,6 +368,20 @@ class CrossCellLister:
                 )
             conditions.append(column_condition(table.c[name], value))
         return conditions
+
+    def query_key(self, ctx: RequestContext, filters: Filters) -> Hashable:
+        """All that :meth:`filter_conditions` depends on, so that pages with the same
+        key share their statements (None: build them for this page alone).
+
+        A subclass whose conditions depend on more than ``ctx.read_deleted`` and
+        ``filters`` refines both hooks together.
+        """
+        try:
+            key = (ctx.read_deleted, _frozen(filters))
+            hash(key)
+        except TypeError:  # an unhashable filter value
+            return None
+        return key
 
     def marker_values(self, ctx: RequestContext, marker: str, request: PageRequest) -> SortValues:
         """The sort values of the marker row, looked for in every cell of ``request``.
@@ -405,7 +462,7 @@ class CrossCellLister:
             default_dir=self.default_sort_dir,
             unique_key=self.unique_key,
         )
-        query = self._query(spec, columns, self.filter_conditions(ctx, filters))
+        query = self._query(ctx, spec, columns, filters)
         cell_tuple = tuple(mapping_index().cells() if cells is None else cells)
         if limit == 0 or not cell_tuple:
             return ListResult(rows=[])
@@ -415,11 +472,43 @@ class CrossCellLister:
             request = dataclasses.replace(request, after=after)
 
         asked, weights = self._cells_to_ask(ctx, request)
+        local = sum(1 for cell in asked if reads_in_process(cell))
+        keep_open = limit is not None and local > 0 and sqlite_reads.reserve(local)
+        reads = PageReads(limit) if keep_open else None
+        try:
+            return self._collect(ctx, request, query, asked, weights, reads, as_dicts)
+        finally:
+            if reads is not None:
+                reads.close()
+                sqlite_reads.release(local)
+
+    def _collect(
+        self,
+        ctx: RequestContext,
+        request: PageRequest,
+        query: _CellQuery,
+        asked: tuple[CellMapping, ...],
+        weights: list[int] | None,
+        reads: PageReads | None,
+        as_dicts: bool,
+    ) -> ListResult:
+        """The page from the cells ``asked`` (weighted by ``weights``), SQLite cells'
+        reads kept open in ``reads`` (if any)."""
+        opts = get_conf().cells
+        spec, limit, cell_tuple = request.spec, request.limit, request.cells
+        down_cell_records = request.down_cell_records
         first, refill_size = batch_plan(
-            opts.list_batch_strategy, opts.list_batch_size, limit, weights, len(asked)
+            opts.list_batch_strategy,
+            opts.list_batch_size,
+            limit,
+            weights,
+            len(asked),
+            reads_open=reads is not None,
         )
         sizes = {cell.uuid: size for cell, size in zip(asked, first, strict=True)}
-        results = scatter_gather_reads(ctx, asked, timeout, query.fetch_sized, request.after, sizes)
+        results = scatter_gather_reads(
+            ctx, asked, request.timeout, query.fetch_sized, request.after, sizes, reads
+        )
         failed: dict[str, str] = {}
         getter = values_getter(range(len(query.columns) - len(spec.keys), len(query.columns)))
         sources = []
@@ -429,7 +518,7 @@ class CrossCellLister:
             if not isinstance(value, list):  # the did-not-respond sentinel or an exception
                 failed[cell.uuid] = _failure_reason(value)
                 continue
-            refill = self._refill_function(ctx, request, cell, query, failed)
+            refill = self._refill_function(ctx, request, cell, query, failed, reads)
             source = SortedSource(value, sizes[cell.uuid], refill, refill_size, getter)
             sources.append(source)
             cell_of[id(source)] = cell
@@ -440,7 +529,7 @@ class CrossCellLister:
             down = tuple(cell for cell in cell_tuple if cell.uuid in failed)
             sources.append(self._records_source(ctx, dataclasses.replace(request, cells=down)))
         positions = range(len(query.columns) - len(spec.keys), len(query.columns))
-        refill_many = self._refill_many_function(ctx, request, cell_of, query, failed)
+        refill_many = self._refill_many_function(ctx, request, cell_of, query, failed, reads)
         rows, more = merge_sources(
             sources, spec.merge_order, limit, (positions, spec.descending), refill_many
         )
@@ -472,19 +561,35 @@ class CrossCellLister:
         return asked, [estimates.get(cell.uuid, 1) for cell in asked]
 
     def _query(
-        self, spec: SortSpec, columns: Sequence[str] | None, conditions: list[Any]
+        self, ctx: RequestContext, spec: SortSpec, columns: Sequence[str] | None, filters: Filters
     ) -> _CellQuery:
-        """The per-cell query; the sort key columns are selected last (for the merge)."""
+        """The per-cell query (kept for the next page like it); the sort key columns
+        are selected last (for the merge)."""
         table = self.table
-        names = list(columns) if columns is not None else [c.name for c in table.c]
+        names = tuple(columns) if columns is not None else tuple(c.name for c in table.c)
+        filter_key = self.query_key(ctx, filters)
+        key = None if filter_key is None else (spec, names, filter_key)
+        if key is not None:
+            with self._queries_lock:
+                query = self._queries.get(key)
+                if query is not None:
+                    self._queries.move_to_end(key)
+                    return query
         unknown = [name for name in names if name not in table.c]
         if unknown:
             raise exception.InvalidValue(
                 what="columns", reason=f"{table.name} has no column(s) {', '.join(unknown)}"
             )
+        conditions = tuple(self.filter_conditions(ctx, filters))
         selected = [table.c[name] for name in names if name not in spec.keys]
         sort_columns = tuple(table.c[key] for key in spec.keys)
-        return _CellQuery(spec, (*selected, *sort_columns), sort_columns, tuple(conditions))
+        query = _CellQuery(spec, (*selected, *sort_columns), sort_columns, conditions)
+        if key is not None:
+            with self._queries_lock:
+                self._queries[key] = query
+                while len(self._queries) > QUERY_CACHE_SIZE:
+                    self._queries.popitem(last=False)
+        return query
 
     def _refill_function(
         self,
@@ -493,6 +598,7 @@ class CrossCellLister:
         cell: CellMapping,
         query: _CellQuery,
         failed: dict[str, str],
+        reads: PageReads | None,
     ) -> Callable[[SortValues, int | None], Sequence[Any] | None]:
         """Next-batch fetcher of one cell: a single-cell scatter (timeout, health).
 
@@ -502,7 +608,8 @@ class CrossCellLister:
         cells, timeout = (cell,), request.timeout
 
         def refill(after: SortValues, limit: int | None) -> Sequence[Any] | None:
-            value = scatter_gather_reads(ctx, cells, timeout, query.fetch, after, limit)[cell.uuid]
+            results = scatter_gather_reads(ctx, cells, timeout, query.fetch, after, limit, reads)
+            value = results[cell.uuid]
             if isinstance(value, list):
                 return value
             failed[cell.uuid] = _failure_reason(value)
@@ -517,6 +624,7 @@ class CrossCellLister:
         cell_of: Mapping[int, CellMapping],
         query: _CellQuery,
         failed: dict[str, str],
+        reads: PageReads | None,
     ) -> RefillMany:
         """Next-batch fetcher of several cells' sources at once: one scatter.
 
@@ -529,7 +637,9 @@ class CrossCellLister:
                 cell.uuid: (source.after(), size)
                 for cell, (source, size) in zip(cells, wanted, strict=True)
             }
-            results = scatter_gather_reads(ctx, cells, request.timeout, query.fetch_next, batches)
+            results = scatter_gather_reads(
+                ctx, cells, request.timeout, query.fetch_next, batches, reads
+            )
             for cell, (source, size) in zip(cells, wanted, strict=True):
                 value = results[cell.uuid]
                 if isinstance(value, list):

@@ -12,14 +12,16 @@ Batch sizes (:func:`batch_plan`, ``[cells]/list_batch_strategy``):
 ``fixed`` asks every cell for ``list_batch_size`` rows at a time;
 ``distributed`` splits the page across the cells. When the lister knows
 about how many rows each cell holds (its *weight*), a cell is asked for its
-expected share of the page plus a statistical margin (:data:`MARGIN_SIGMAS`
-standard deviations of the hypergeometric draw), so one query per cell fills
-the page unless the cells' rows are skewed in sort order; without weights the
-page is split evenly plus 10%, at least ``list_batch_size``. A short source is
-asked for its likely share of the rows the page may still need from it (its
-share of the rows merged so far, plus the margin), so a cell that leads the
-sort order is asked for all of them; no cell is asked for more than ``limit``
-rows.
+expected share of the page plus a statistical margin (standard deviations of
+the hypergeometric draw), so one batch per cell fills the page unless the
+cells' rows are skewed in sort order. The margin is the one that costs least
+on average (:func:`first_margin`): a wider one parses rows the page may not
+need, a narrower one leaves more cells short, and a short cell costs one more
+round of the merge. Without weights the page is split evenly plus 10%, at
+least ``list_batch_size``. A short source is asked for its likely share of the
+rows the page may still need from it (its share of the rows merged so far,
+plus :data:`MARGIN_SIGMAS`), so a cell that leads the sort order is asked for
+all of them; no cell is asked for more than ``limit`` rows.
 """
 
 from __future__ import annotations
@@ -36,15 +38,25 @@ __all__ = [
     "SortValues",
     "SortedSource",
     "batch_plan",
+    "expected_share",
+    "first_margin",
     "merge_sources",
 ]
 
 #: the even split's buffer when the cells' sizes are unknown (Nova's 10%)
 _DISTRIBUTED_MARGIN = 1.1
-#: standard deviations of margin over a cell's expected share of a page: 2 leaves about
-#: one cell in 40 short of its share (one more query), and asks for fewer rows than 3
-#: (measured faster at 3 and 64 cells, bench/bench_scale.py)
+#: standard deviations of margin over a short source's likely share of the rest
 MARGIN_SIGMAS = 2.0
+#: What a short cell costs, in rows parsed (measured on SQLite cells with
+#: bench/bench_scale.py, ~3.5 us a row): one more round of the merge (a
+#: scatter, the pool sorted again) ...
+ROUND_COST_ROWS = 150.0
+#: ... plus, for each short cell, its next batch: a query (~50 us), or a step
+#: on its read kept open for the page (~10 us)
+QUERY_COST_ROWS = 15.0
+STEP_COST_ROWS = 3.0
+#: the first-batch margins :func:`first_margin` chooses from
+_MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 #: The values of a row's sort keys, in :attr:`~cellrouter.across.sorting.SortSpec.keys` order.
 SortValues = tuple[Any, ...]
@@ -248,11 +260,13 @@ def batch_plan(
     limit: int | None,
     weights: Sequence[int] | None,
     cell_count: int,
+    reads_open: bool = False,
 ) -> tuple[list[int | None], RefillSize]:
     """(first batch of each cell, refill size given the rows still wanted) for a page.
 
     ``weights``: about how many rows each of the ``cell_count`` cells holds
-    (None: unknown, the page is split evenly).
+    (None: unknown, the page is split evenly); ``reads_open``: a short cell's
+    next batch steps on its open read instead of running a query.
     """
     if strategy == "fixed":
 
@@ -266,22 +280,58 @@ def batch_plan(
     if weights is None or total <= 0:
         share = math.ceil(limit * _DISTRIBUTED_MARGIN / max(cell_count, 1))
         return [min(limit, max(batch_size, share))] * cell_count, _as_wanted
-    return [expected_share(limit, weight, total) for weight in weights], _as_wanted
+    draws = [_draw(limit, weight, total) for weight in weights]
+    sigmas = first_margin(
+        [math.sqrt(variance) for _, variance in draws],
+        STEP_COST_ROWS if reads_open else QUERY_COST_ROWS,
+    )
+    first = [
+        1 if mean <= 0 else max(1, min(limit, _with_margin(mean, variance, sigmas)))
+        for mean, variance in draws
+    ]
+    return list(first), _as_wanted
 
 
-def expected_share(limit: int, weight: int, total: int) -> int:
-    """Rows to ask a cell holding ``weight`` of ``total`` rows for, for a page of ``limit``.
-
-    If the rows of the cells are interleaved at random in sort order, the
-    cell's count among the first ``limit`` is hypergeometric: its mean plus
-    :data:`MARGIN_SIGMAS` standard deviations (plus one) covers it but rarely
-    (a shortfall costs the cell one more query, not a wrong page).
-    """
+def _draw(limit: int, weight: int, total: int) -> tuple[float, float]:
+    """(mean, variance) of how many of the first ``limit`` rows are a cell's own, the
+    cell holding ``weight`` of ``total`` rows interleaved at random (hypergeometric)."""
     if weight <= 0:
-        return 1
+        return 0.0, 0.0
     p = min(1.0, weight / total)
     fpc = (total - limit) / (total - 1) if total > limit else 0.0
-    return max(1, min(limit, _with_margin(limit * p, limit * p * (1.0 - p) * fpc)))
+    return limit * p, limit * p * (1.0 - p) * fpc
+
+
+def expected_share(limit: int, weight: int, total: int, sigmas: float = MARGIN_SIGMAS) -> int:
+    """Rows to ask a cell holding ``weight`` of ``total`` rows for, for a page of
+    ``limit``: its expected share plus ``sigmas`` standard deviations, plus one."""
+    mean, variance = _draw(limit, weight, total)
+    return 1 if mean <= 0 else max(1, min(limit, _with_margin(mean, variance, sigmas)))
+
+
+def first_margin(sigmas: Sequence[float], short_cost: float) -> float:
+    """The first-batch margin, in standard deviations, that costs least on average.
+
+    ``sigmas``: each cell's standard deviation (rows); ``short_cost``: a short
+    cell's next batch, in rows. Expected cost of margin ``z``: the margin's
+    rows, ``z * sum(sigmas)``, plus :data:`ROUND_COST_ROWS` times the chance
+    that some cell is short, plus ``short_cost`` for each cell likely short.
+    Few cells afford a wide margin; many small cells a narrow one.
+    """
+    spread = sum(sigmas)
+    count = sum(1 for sigma in sigmas if sigma > 0)
+    if count == 0:
+        return 0.0
+
+    def cost(z: float) -> float:
+        covered = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # P(a cell is not short)
+        return (
+            z * spread
+            + ROUND_COST_ROWS * (1.0 - covered**count)
+            + short_cost * count * (1.0 - covered)
+        )
+
+    return min(_MARGINS, key=cost)
 
 
 def _everything(want: int | None, density: float | None) -> None:
@@ -296,6 +346,6 @@ def _as_wanted(want: int | None, density: float | None) -> int | None:
     return min(want, _with_margin(want * density, want * density * (1.0 - density)))
 
 
-def _with_margin(mean: float, variance: float) -> int:
-    """``mean`` plus :data:`MARGIN_SIGMAS` standard deviations, plus one, rounded up."""
-    return math.ceil(mean + MARGIN_SIGMAS * math.sqrt(max(variance, 0.0))) + 1
+def _with_margin(mean: float, variance: float, sigmas: float = MARGIN_SIGMAS) -> int:
+    """``mean`` plus ``sigmas`` standard deviations, plus one, rounded up."""
+    return math.ceil(mean + sigmas * math.sqrt(max(variance, 0.0))) + 1

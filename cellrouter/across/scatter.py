@@ -49,6 +49,7 @@ __all__ = [
     "Sentinel",
     "did_not_respond_sentinel",
     "is_cell_failure",
+    "reads_in_process",
     "scatter_gather_all_cells",
     "scatter_gather_cells",
     "scatter_gather_reads",
@@ -101,7 +102,7 @@ def is_cell_failure(value: object) -> bool:
 STALL_SECONDS: Final = 0.1
 
 
-def _reads_in_process(cell: CellMapping) -> bool:
+def reads_in_process(cell: CellMapping) -> bool:
     """True when the cell's database is read by this process itself (SQLite)."""
     return cell.database_connection.startswith("sqlite")
 
@@ -231,10 +232,10 @@ def _gather(
     run = gather.run
     in_turn = None
     if reads:
-        local = [cell for cell in to_run if _reads_in_process(cell)]
+        local = [cell for cell in to_run if reads_in_process(cell)]
         if len(local) > 1:
             in_turn = _InTurn(run, local)
-            to_run = [cell for cell in to_run if not _reads_in_process(cell)]
+            to_run = [cell for cell in to_run if not reads_in_process(cell)]
     jobs: list[workers.Job] = [functools.partial(run, cell) for cell in to_run]
     if in_turn is not None:
         jobs.append(in_turn.work)

@@ -535,7 +535,13 @@ class _FetchSpy:
         self.hang_cell: str | None = None
         real = _CellQuery.fetch
 
-        def fetch(query: _CellQuery, cctx: RequestContext, after: Any, limit: int | None) -> Any:
+        def fetch(
+            query: _CellQuery,
+            cctx: RequestContext,
+            after: Any,
+            limit: int | None,
+            reads: Any = None,
+        ) -> Any:
             assert cctx.cell_uuid is not None
             self.calls.append((cctx.cell_uuid, limit))
             nth = sum(1 for cell, _ in self.calls if cell == cctx.cell_uuid)
@@ -544,7 +550,7 @@ class _FetchSpy:
                 raise error
             if self.hang is not None and cctx.cell_uuid == self.hang_cell:
                 self.hang.wait(30)
-            return real(query, cctx, after, limit)
+            return real(query, cctx, after, limit, reads)
 
         monkeypatch.setattr(_CellQuery, "fetch", fetch)
 

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Row
 
 from cellrouter import workers
-from cellrouter.across import health, lister
+from cellrouter.across import health, sqlite_reads
 from cellrouter.across.instance_counts import instance_counts
 from cellrouter.across.instance_list import list_instances
 from cellrouter.across.scatter import is_cell_failure, scatter_gather_all_cells
@@ -270,7 +270,7 @@ def test_a_turn_held_past_its_wait_is_not_waited_for_again() -> None:
     """A read stuck holding its turn costs each read one wait at most, and reads that
     come once it has held the turn that long none: 60 cells behind a stuck one do not
     wait 60 times."""
-    turns = lister._Turns()
+    turns = sqlite_reads.Turns()
     taken, release = threading.Event(), threading.Event()
 
     def stuck() -> None:
@@ -293,7 +293,7 @@ def test_a_turn_held_past_its_wait_is_not_waited_for_again() -> None:
     finally:
         release.set()
         thread.join(5)
-    assert waited >= lister.SQLITE_TURN_WAIT * 0.5
-    assert after < lister.SQLITE_TURN_WAIT  # 20 reads, no wait between them
+    assert waited >= sqlite_reads.TURN_WAIT * 0.5
+    assert after < sqlite_reads.TURN_WAIT  # 20 reads, no wait between them
     with turns:  # the turn was released: taken at once
         assert turns.lock.locked()

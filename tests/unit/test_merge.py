@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from cellrouter.across.merge import (
+    QUERY_COST_ROWS,
+    STEP_COST_ROWS,
     SortedSource,
     SortValues,
+    _draw,
     batch_plan,
     expected_share,
+    first_margin,
     merge_sources,
 )
 from cellrouter.across.sorting import merge_order, values_getter
@@ -113,3 +118,29 @@ def test_expected_share_covers_the_mean_plus_the_margin() -> None:
     assert expected_share(1000, 6000, 6000) == 1000
     share = expected_share(1000, 94, 6000)  # one of 64 cells
     assert 1000 * 94 / 6000 < share < 1000 * 94 / 6000 + 10
+
+
+def test_the_first_margin_is_wide_for_few_cells_and_narrow_for_many() -> None:
+    def margin(cells: int, short_cost: float) -> float:
+        _, variance = _draw(1000, 6000 // cells, 6000)
+        return first_margin([math.sqrt(variance)] * cells, short_cost)
+
+    # A short cell costs a round of the merge: with few cells a wide margin is cheap
+    # insurance; across many small cells it would parse more rows than rounds cost.
+    assert margin(3, QUERY_COST_ROWS) >= 1.5
+    assert margin(256, STEP_COST_ROWS) <= 0.5
+    assert margin(64, STEP_COST_ROWS) <= margin(64, QUERY_COST_ROWS)
+    assert first_margin([], QUERY_COST_ROWS) == 0.0
+    assert first_margin([0.0, 0.0], QUERY_COST_ROWS) == 0.0
+
+
+def test_batch_plan_sizes_first_batches_by_weight() -> None:
+    first, _ = batch_plan("distributed", 10, 1000, [1500, 1500, 1500, 1500, 0], 5)
+    assert first[4] == 1  # holds nothing
+    assert all(250 < size < 300 for size in first[:4])
+    stepped, _ = batch_plan("distributed", 10, 1000, [94] * 64, 64, reads_open=True)
+    queried, _ = batch_plan("distributed", 10, 1000, [94] * 64, 64)
+    assert sum(stepped) <= sum(queried)  # a short cell costs less when its read is open
+    assert 1000 <= sum(stepped)
+    fixed, refill = batch_plan("fixed", 10, 1000, [94] * 64, 64)
+    assert fixed == [10] * 64 and refill(500, 0.5) == 10

@@ -1,0 +1,214 @@
+"""SQLite cells' reads kept open for a page: one query per cell, connections given back."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import threading
+import uuid as uuidlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from oslo_config import cfg
+from sqlalchemy import event
+
+from cellrouter import exception
+from cellrouter.across import health, sqlite_reads
+from cellrouter.across.instance_counts import instance_counts
+from cellrouter.across.instance_list import list_instances
+from cellrouter.across.lister import _CellQuery
+from cellrouter.cells import registry
+from cellrouter.cells.context import RequestContext
+from cellrouter.db import migration
+from cellrouter.db.api_schema import instance_mappings
+from cellrouter.db.cell_schema import instances
+from cellrouter.db.database import api_engine
+from cellrouter.index.cached_index import CACHED_INDEX
+from cellrouter.index.cell_mapping import CellMapping
+
+
+@pytest.fixture(autouse=True)
+def clean_state(conf: cfg.ConfigOpts) -> Iterator[None]:
+    conf.set_override("list_cells_by_mappings", True, group="cells")
+    health.reset()
+    CACHED_INDEX.reset()
+    instance_counts().reset()
+    yield
+    health.reset()
+    CACHED_INDEX.reset()
+    instance_counts().reset()
+
+
+@pytest.fixture
+def cells(tmp_path: Path, api_db: str, admin_ctx: RequestContext) -> list[CellMapping]:
+    template = tmp_path / "template.db"
+    migration.sync("cell", f"sqlite:///{template}")
+    made = []
+    for index in range(4):
+        path = tmp_path / f"open{index}.db"
+        shutil.copyfile(template, path)
+        made.append(
+            CellMapping.create(
+                admin_ctx,
+                name=f"open{index}",
+                database_connection=f"sqlite:///{path}",
+                transport_url="none:///",
+            )
+        )
+    return made
+
+
+def _fill(cells: list[CellMapping], counts: list[int]) -> list[str]:
+    """``counts[i]`` instances in cell i; cell 0's are the newest. Newest first."""
+    made: list[tuple[datetime.datetime, str]] = []
+    mappings = []
+    start = datetime.datetime(2024, 1, 1)
+    for position, (cell, count) in enumerate(zip(cells, counts, strict=True)):
+        rows = []
+        for index in range(count):
+            at = start - datetime.timedelta(hours=position, seconds=index)
+            uuid = str(uuidlib.uuid4())
+            rows.append({"uuid": uuid, "created_at": at, "project_id": "p", "deleted": 0})
+            mappings.append({"instance_uuid": uuid, "cell_id": cell.id, "project_id": "p"})
+            made.append((at, uuid))
+        with registry.get(cell).engine.begin() as conn:
+            conn.execute(sa.insert(instances), rows)
+    with api_engine().begin() as conn:
+        conn.execute(sa.insert(instance_mappings), mappings)
+    return [uuid for _, uuid in sorted(made, reverse=True)]
+
+
+def _selects(cells: list[CellMapping]) -> dict[str, int]:
+    counts = dict.fromkeys((cell.uuid for cell in cells), 0)
+    for cell in cells:
+
+        def count(conn: Any, cursor: Any, statement: str, *_: Any, uuid: str = cell.uuid) -> None:
+            if "FROM instances" in statement:
+                counts[uuid] += 1
+
+        event.listen(registry.get(cell).engine, "before_cursor_execute", count)
+    return counts
+
+
+def _checked_out(cells: list[CellMapping]) -> int:
+    return sum(registry.get(cell).engine.pool.checkedout() for cell in cells)  # type: ignore[attr-defined]
+
+
+def _batches(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int | None]]:
+    asked: dict[str, list[int | None]] = {}
+    real = _CellQuery.fetch
+
+    def fetch(query: _CellQuery, cctx: RequestContext, after: Any, limit: Any, reads: Any = None):  # type: ignore[no-untyped-def]
+        asked.setdefault(cctx.cell_uuid or "", []).append(limit)
+        return real(query, cctx, after, limit, reads)
+
+    monkeypatch.setattr(_CellQuery, "fetch", fetch)
+    return asked
+
+
+def test_a_short_cell_steps_on_its_open_read_instead_of_querying_again(
+    cells: list[CellMapping], admin_ctx: RequestContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Skewed: cell 0 holds the newest 100 rows, so its first batch (a quarter of
+    # the page plus a margin) is short and it is asked again.
+    newest_first = _fill(cells, [100, 100, 100, 100])
+    selects = _selects(cells)
+    asked = _batches(monkeypatch)
+    page = list_instances(admin_ctx, limit=120, as_dicts=False)
+    assert [row.uuid for row in page.rows] == newest_first[:120]
+    assert len(asked[cells[0].uuid]) >= 2  # its batch proved short: asked again
+    assert selects == {cell.uuid: 1 for cell in cells}  # but never queried twice
+    assert _checked_out(cells) == 0  # every read closed with the page
+
+
+def test_without_room_for_open_reads_each_batch_is_its_own_query(
+    conf: cfg.ConfigOpts,
+    cells: list[CellMapping],
+    admin_ctx: RequestContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conf.set_override("max_cell_connections", 6, group="cells")  # room for 3 open reads
+    newest_first = _fill(cells, [100, 100, 100, 100])
+    selects = _selects(cells)
+    asked = _batches(monkeypatch)
+    page = list_instances(admin_ctx, limit=120, as_dicts=False)
+    assert [row.uuid for row in page.rows] == newest_first[:120]
+    assert selects[cells[0].uuid] == len(asked[cells[0].uuid]) >= 2
+    assert _checked_out(cells) == 0
+
+
+def test_reads_are_closed_when_the_page_fails(
+    conf: cfg.ConfigOpts,
+    cells: list[CellMapping],
+    admin_ctx: RequestContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conf.set_override("list_records_by_skipping_down_cells", False, group="cells")
+    _fill(cells, [100, 100, 100, 100])
+    real = _CellQuery.fetch
+    broken = cells[3].uuid
+
+    def fetch(query: _CellQuery, cctx: RequestContext, *args: Any) -> Any:
+        if cctx.cell_uuid == broken:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("disk I/O error"))
+        return real(query, cctx, *args)
+
+    monkeypatch.setattr(_CellQuery, "fetch", fetch)
+    with pytest.raises(exception.CellUnavailable, match="disk I/O error"):
+        list_instances(admin_ctx, limit=120)
+    assert _checked_out(cells) == 0
+
+
+def test_the_budget_of_open_reads(conf: cfg.ConfigOpts) -> None:
+    conf.set_override("max_cell_connections", 10, group="cells")
+    assert sqlite_reads.reserve(3)
+    assert not sqlite_reads.reserve(3)  # 6 > half of 10
+    assert sqlite_reads.reserve(2)
+    sqlite_reads.release(5)
+    assert sqlite_reads.reserve(5)
+    sqlite_reads.release(5)
+
+
+class _Result:
+    """A result whose fetchmany blocks until released (a read stuck on its file)."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.closed = False
+
+    def fetchmany(self, size: int) -> list[int]:
+        self.entered.set()
+        self.release.wait(10)
+        return list(range(size))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Conn:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_read_busy_when_its_page_ends_is_closed_by_its_worker() -> None:
+    result, conn = _Result(), _Conn()
+    read = sqlite_reads.OpenRead(conn, result)  # type: ignore[arg-type]
+    page = sqlite_reads.PageReads(100)
+    page.add("cell", read)
+    worker = threading.Thread(target=read.take, args=(5,))
+    worker.start()
+    assert result.entered.wait(5)
+    page.close()  # the page is over while the worker steps the read
+    assert not conn.closed
+    result.release.set()
+    worker.join(5)
+    assert conn.closed and result.closed
+    with pytest.raises(sa.exc.InvalidRequestError):
+        read.take(1)
+    page.add("late", sqlite_reads.OpenRead(late := _Conn(), _Result()))  # type: ignore[arg-type]
+    assert late.closed  # a read opened after its page ended is closed at once
