@@ -1,6 +1,6 @@
 """Cross-cell list at scale, cell0 included (SQLite files, one run; ratios only).
 
-    python bench/bench_scale.py [--rows 6000] [--repeat 15] [--max-cells 1000]
+    python bench/bench_scale.py [--rows 6000] [--rounds 6] [--repeat 8] [--max-cells 1000]
                                 [--mysql mysql+pymysql://USER@HOST:PORT/?ssl_disabled=true]
 
 Measures, in this process and this run:
@@ -15,7 +15,10 @@ Measures, in this process and this run:
   same total rows over 1, 4, 16, 64, 256 and 1000 cells (+ an empty cell0;
   target: 64 cells <= 2x 4 cells).
 
-Cell databases are copies of one migrated SQLite file, in a temporary directory.
+Cases compared with each other are timed in interleaved rounds (each round
+takes every case in turn; the best of each is kept), so the drift of a shared
+machine hits both sides of a ratio alike. Cell databases are copies of one
+migrated SQLite file, in a temporary directory.
 With ``--mysql`` (a server URL; its database part is ignored), the comparisons
 (first page, walk, project page) run again on that MariaDB/MySQL server, in
 uniquely named databases (``crbench_<pid>_<hex>_*``) that are dropped at the
@@ -28,6 +31,7 @@ from __future__ import annotations
 import abc
 import argparse
 import contextlib
+import operator
 import os
 import random
 import shutil
@@ -263,6 +267,42 @@ def walk(ctx: RequestContext, as_dicts: bool) -> int:
             return seen
 
 
+def floor_page(world: World) -> Callable[[], list[Any]]:
+    """The least work a first page over ``world``'s cells can be: plain Core, one
+    pooled engine per cell, each cell asked for exactly the rows it gives the page
+    (plus the one that shows where it stops), one after another, then one sort."""
+    ctx = get_admin_context()
+    page = list_instances(ctx, limit=PAGE, as_dicts=False)
+    on_page = {row.uuid for row in page.rows}
+    spec = build_sort_spec(instances, ["created_at"], ["desc"])
+    cols = [instances.c[key] for key in spec.keys]
+    asks: list[tuple[sa.Engine, int]] = []
+    for cell in world.cells[1:]:
+        engine = sa.create_engine(cell.database_connection)
+        with engine.connect() as conn:
+            held = {uuid for (uuid,) in conn.execute(sa.select(instances.c.uuid))}
+        asks.append((engine, len(held & on_page) + 1))
+    stmt = (
+        sa.select(instances)
+        .where(instances.c.deleted == 0)
+        .order_by(*order_by(spec, cols, asks[0][0].dialect))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    created, uuid = instances.c.keys().index("created_at"), instances.c.keys().index("uuid")
+
+    def run() -> list[Any]:
+        pool: list[Any] = []
+        for engine, size in asks:
+            with engine.connect() as conn:
+                pool += conn.execute(stmt, {"limit": size}).all()
+        pool.sort(key=operator.itemgetter(uuid))
+        pool.sort(key=operator.itemgetter(created), reverse=True)
+        return pool[:PAGE]
+
+    assert [row.uuid for row in run()] == [row.uuid for row in page.rows]
+    return run
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -381,11 +421,13 @@ def scaling(dbs: SQLiteDatabases, max_cells: int, rows: int, rounds: int, repeat
 
     for count in side_by_side:
         build(count)
+    cases: dict[str, Callable[[], object]] = {str(count): first_page for count in side_by_side}
+    floors = [count for count in (4, 64) if count in side_by_side]
+    for count in floors:
+        worlds[count].use()
+        cases[f"floor {count}"] = floor_page(worlds[count])
     figures = interleaved(
-        {str(count): first_page for count in side_by_side},
-        rounds,
-        repeat,
-        setup=lambda name: worlds[int(name)].use(),
+        cases, rounds, repeat, setup=lambda name: worlds[int(name.split()[-1])].use()
     )
     for count in side_by_side:
         figure = figures[str(count)]
@@ -395,6 +437,19 @@ def scaling(dbs: SQLiteDatabases, max_cells: int, rows: int, rounds: int, repeat
             if count == 64:
                 note += " (target <= 2x)"
         line(f"first page, {count} cells + cell0", f"{figure * 1e3:.1f} ms", note)
+    if len(floors) == 2:
+        low, high = figures["floor 4"], figures["floor 64"]
+        for count, figure in zip(floors, (low, high), strict=True):
+            line(
+                f"floor: {count} bare Core queries of exactly the page's rows",
+                f"{figure * 1e3:.1f} ms",
+                f"{figures[str(count)] / figure:.2f}x of it listed by cellrouter",
+            )
+        line(
+            "floor: 64 cells against 4 cells",
+            f"{high / low:.2f}x",
+            f"64 bare queries against cellrouter's 4-cell page: {high / figures['4']:.2f}x",
+        )
     for count in counts:
         if count in side_by_side:
             continue

@@ -9,8 +9,9 @@ the page plus a margin, and the cells holding none skipped (they cost
 nothing): one query per cell per page in the common case. The cells whose
 batch proved short are asked for their next batch together, in one more
 scatter. Reads go through :func:`~cellrouter.across.scatter.scatter_gather_reads`:
-SQLite cells are read one after another on one worker, and each read waits
-briefly for its turn (:class:`_Turns`). The order is the one
+SQLite cells are read one after another on one worker, and their reads stay
+open for the page (:mod:`cellrouter.across.sqlite_reads`), so a short batch
+costs a step on rather than a second query. The order is the one
 :mod:`cellrouter.across.sorting` defines: the same in SQLite, MariaDB,
 PostgreSQL and Python, NULLs smallest, the unique key last.
 

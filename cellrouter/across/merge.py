@@ -51,10 +51,11 @@ MARGIN_SIGMAS = 2.0
 #: bench/bench_scale.py, ~3.5 us a row): one more round of the merge (a
 #: scatter, the pool sorted again) ...
 ROUND_COST_ROWS = 150.0
-#: ... plus, for each short cell, its next batch: a query (~50 us), or a step
-#: on its read kept open for the page (~10 us)
-QUERY_COST_ROWS = 15.0
-STEP_COST_ROWS = 3.0
+#: ... plus, for each short cell, its next batch: a query (~45 us) or a step on
+#: its read kept open for the page (~5 us), and the rows that batch asks for
+#: beyond what the page turns out to need (its margin, ~6)
+QUERY_COST_ROWS = 25.0
+STEP_COST_ROWS = 10.0
 #: the first-batch margins :func:`first_margin` chooses from
 _MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
