@@ -25,7 +25,6 @@ sort order like any other cell's rows).
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
@@ -34,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.engine.result import result_tuple
 
-from cellrouter import exception
+from cellrouter import exception, forksafe
 from cellrouter.across import health, sqlite_reads
 from cellrouter.across.merge import (
     RefillMany,
@@ -304,19 +303,19 @@ QUERY_CACHE_SIZE = 256
 
 def _frozen(filters: Filters) -> Hashable:
     """``filters`` as a hashable value (lists as tuples, sets as frozensets)."""
-    return tuple(
-        sorted(
-            (
-                name,
-                frozenset(value)
-                if isinstance(value, set | frozenset)
-                else tuple(value)
-                if isinstance(value, list | tuple)
-                else value,
-            )
-            for name, value in filters.items()
-        )
-    )
+    return tuple(sorted((name, _hashable(value)) for name, value in filters.items()))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
+
+
+#: guards every lister's query cache (a dict lookup or insertion at a time)
+_queries_lock = forksafe.Lock()
 
 
 class CrossCellLister:
@@ -339,8 +338,6 @@ class CrossCellLister:
     def __init__(self, table: sa.Table | None = None) -> None:
         if table is not None:
             self.table = table
-        self._queries: OrderedDict[Hashable, _CellQuery] = OrderedDict()
-        self._queries_lock = threading.Lock()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -370,7 +367,7 @@ class CrossCellLister:
             conditions.append(column_condition(table.c[name], value))
         return conditions
 
-    def query_key(self, ctx: RequestContext, filters: Filters) -> Hashable:
+    def query_key(self, ctx: RequestContext, filters: Filters) -> Hashable | None:
         """All that :meth:`filter_conditions` depends on, so that pages with the same
         key share their statements (None: build them for this page alone).
 
@@ -570,11 +567,12 @@ class CrossCellLister:
         names = tuple(columns) if columns is not None else tuple(c.name for c in table.c)
         filter_key = self.query_key(ctx, filters)
         key = None if filter_key is None else (spec, names, filter_key)
+        cache = self._query_cache()
         if key is not None:
-            with self._queries_lock:
-                query = self._queries.get(key)
+            with _queries_lock:
+                query = cache.get(key)
                 if query is not None:
-                    self._queries.move_to_end(key)
+                    cache.move_to_end(key)
                     return query
         unknown = [name for name in names if name not in table.c]
         if unknown:
@@ -586,11 +584,20 @@ class CrossCellLister:
         sort_columns = tuple(table.c[key] for key in spec.keys)
         query = _CellQuery(spec, (*selected, *sort_columns), sort_columns, conditions)
         if key is not None:
-            with self._queries_lock:
-                self._queries[key] = query
-                while len(self._queries) > QUERY_CACHE_SIZE:
-                    self._queries.popitem(last=False)
+            with _queries_lock:
+                cache[key] = query
+                while len(cache) > QUERY_CACHE_SIZE:
+                    cache.popitem(last=False)
         return query
+
+    def _query_cache(self) -> OrderedDict[Hashable, _CellQuery]:
+        """This lister's kept queries (made on first use: a subclass's ``__init__``
+        need not call this one's)."""
+        cache: OrderedDict[Hashable, _CellQuery] | None = self.__dict__.get("_queries")
+        if cache is None:
+            with _queries_lock:
+                cache = self.__dict__.setdefault("_queries", OrderedDict())
+        return cache
 
     def _refill_function(
         self,

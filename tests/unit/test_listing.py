@@ -800,3 +800,43 @@ def test_generic_lister_hooks_get_one_page_request(
     assert lister.requests[-1].cells == (unreachable_cell,)
     everything = expected_order([*made, *records], ["host", "uuid"], ["asc", "asc"])
     assert _uuids(first) + _uuids(rest) == [row["uuid"] for row in everything][:6]
+
+
+class _BareLister(CrossCellLister):
+    """A lister whose ``__init__`` does not call the base one."""
+
+    def __init__(self) -> None:
+        self.table = instances
+
+
+def test_pages_alike_share_their_statements(
+    three_cells: list[CellMapping],
+    make_instance: MakeInstance,
+    admin_ctx: RequestContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = [make_instance(cell, created_at=_at(index)) for index, cell in enumerate(three_cells)]
+    lister = _BareLister()
+    spec = build_sort_spec(instances, None, None)
+    first = lister._query(admin_ctx, spec, None, {"project_id": ["project-a"]})
+    assert lister._query(admin_ctx, spec, None, {"project_id": ["project-a"]}) is first
+    assert lister._query(admin_ctx, spec, None, {"project_id": ["project-b"]}) is not first
+    assert lister._query(admin_ctx, spec, ["uuid"], {"project_id": ["project-a"]}) is not first
+    deleted = admin_ctx.elevated(read_deleted="yes")
+    assert lister._query(deleted, spec, None, {"project_id": ["project-a"]}) is not first
+    # An unhashable filter value: built for its page alone.
+    odd = {"project_id": [["project-a"]]}
+    assert lister._query(admin_ctx, spec, None, odd) is not lister._query(
+        admin_ctx, spec, None, odd
+    )
+
+    # The statements of a kept query serve every page like it, markers included.
+    assert [row["uuid"] for row in lister.page(admin_ctx, limit=2).rows] == made[::-1][:2]
+    page = lister.page(admin_ctx, limit=2, marker=made[1])
+    assert [row["uuid"] for row in page.rows] == [made[0]]
+    assert len(lister._query_cache()) <= 8
+
+    monkeypatch.setattr("cellrouter.across.lister.QUERY_CACHE_SIZE", 2)
+    for project in ("x", "y", "z"):
+        lister._query(admin_ctx, spec, None, {"project_id": project})
+    assert len(lister._query_cache()) == 2
