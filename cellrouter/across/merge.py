@@ -27,6 +27,7 @@ all of them; no cell is asked for more than ``limit`` rows.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -201,12 +202,9 @@ def _sorted_batches(
     if any(source.pos or source.getter is not getter for source in sources):
         return None
     while True:
-        pool = [row for source in sources for row in source.rows]
-        for position in positions:
-            if None in map(operator.itemgetter(position), pool):
-                return None
-        for position, desc in zip(reversed(positions), reversed(descending), strict=True):
-            pool.sort(key=operator.itemgetter(position), reverse=desc)
+        pool = list(itertools.chain.from_iterable(source.rows for source in sources))
+        if not _sort_pool(pool, positions, descending):
+            return None
         open_ended = [source for source in sources if source.more and source.rows]
         if limit is None:  # the whole of every source, or the heap merge
             return None if open_ended else (pool, False)
@@ -218,6 +216,32 @@ def _sorted_batches(
         refill_many(short)
 
 
+def _sort_pool(pool: list[Any], positions: Sequence[int], descending: Sequence[bool]) -> bool:
+    """Sort ``pool`` in place by its sort values (False: a NULL, which Python cannot
+    compare, is among them; the pool is then left as it was).
+
+    One C-level sort on the first key does it when no two rows share that key (the
+    common case: ``created_at``); otherwise one stable sort per key, the last first.
+    """
+    first = operator.itemgetter(positions[0])
+    keys = list(map(first, pool))
+    if None in keys:
+        return False
+    try:
+        unique = len(positions) == 1 or len(set(keys)) == len(keys)
+    except TypeError:  # unhashable values: sort key by key
+        unique = False
+    if unique:
+        pool.sort(key=first, reverse=descending[0])
+        return True
+    for position in positions[1:]:
+        if None in map(operator.itemgetter(position), pool):
+            return False
+    for position, desc in zip(reversed(positions), reversed(descending), strict=True):
+        pool.sort(key=operator.itemgetter(position), reverse=desc)
+    return True
+
+
 def _short_sources(
     pool: list[Any], open_ended: list[SortedSource], limit: int
 ) -> list[tuple[SortedSource, int]]:
@@ -225,14 +249,16 @@ def _short_sources(
     last buffered row comes before position ``limit - 1`` of ``pool``."""
     if not open_ended:
         return []
-    last = {id(source.rows[-1]): source for source in open_ended}
+    # Positions by identity (a Row's ``==`` compares every column), built in C.
+    where = dict(zip(map(id, pool[: limit - 1]), itertools.count(), strict=False))
     short = []
-    for position, row in enumerate(pool[: limit - 1]):
-        source = last.get(id(row))  # by identity: a Row's ``==`` compares every column
-        if source is not None:
+    for source in open_ended:
+        position = where.get(id(source.rows[-1]))
+        if position is not None:
             want = limit - 1 - position
             size = source.refill_size(want, len(source.rows) / (position + 1))
             short.append((source, max(1, size or want)))
+    short.sort(key=lambda item: where[id(item[0].rows[-1])])  # in pool order
     return short
 
 

@@ -144,3 +144,24 @@ def test_batch_plan_sizes_first_batches_by_weight() -> None:
     assert 1000 <= sum(stepped)
     fixed, refill = batch_plan("fixed", 10, 1000, [94] * 64, 64)
     assert fixed == [10] * 64 and refill(500, 0.5) == 10
+
+
+def test_ties_in_the_first_key_are_ordered_by_the_next_keys() -> None:
+    """One sort on the first key does when it has no ties; with ties the next keys
+    (here ascending under a descending first key) order them, NULL-free."""
+    getter = values_getter([0, 1])
+    order = merge_order((True, False))
+    columns = ((0, 1), (True, False))
+    a = [(5, "b"), (4, "a"), (3, "c")]
+    b = [(5, "a"), (4, "c"), (2, "z")]
+    sources = [SortedSource(rows, 10, lambda after, n: [], _refill, getter) for rows in (a, b)]
+    rows, more = merge_sources(sources, order, 10, columns)
+    assert rows == [(5, "a"), (5, "b"), (4, "a"), (4, "c"), (3, "c"), (2, "z")] and not more
+    untied = [SortedSource([(3, "a")], 10, lambda after, n: [], _refill, getter)]
+    untied.append(SortedSource([(4, "z"), (1, "b")], 10, lambda after, n: [], _refill, getter))
+    rows, _ = merge_sources(untied, order, 10, columns)
+    assert rows == [(4, "z"), (3, "a"), (1, "b")]
+
+
+def _refill(want: int | None, density: float | None) -> int | None:
+    return want
