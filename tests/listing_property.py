@@ -176,6 +176,10 @@ def check_sorted_walk(world: ListingWorld, data: st.DataObject, max_rows: int) -
     records = data.draw(st.booleans(), label="down-cell records")
     strategy = data.draw(st.sampled_from(["distributed", "fixed"]), label="strategy")
     get_conf().set_override("list_batch_strategy", strategy, group="cells")
+    # Batches sized by the API database's instance counts (stale ones too: they are
+    # cached across examples), or split evenly.
+    by_counts = data.draw(st.booleans(), label="batches by instance counts")
+    get_conf().set_override("list_cells_by_mappings", by_counts, group="cells")
 
     world.load(placed)
     health.reset()

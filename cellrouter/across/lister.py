@@ -147,6 +147,10 @@ class _CellQuery:
     sort_columns: tuple[sa.Column[Any], ...]
     conditions: tuple[sa.ColumnElement[bool], ...]
     names: tuple[str, ...] = dataclasses.field(init=False)
+    #: a result row -> its sort values (the sort key columns are selected last)
+    sort_values: Callable[[Any], SortValues] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
     #: (dialect name, marker values, limited) -> statement: built once per page, not per cell
     statements: dict[tuple[str, SortValues | None, bool], sa.Select[Any]] = dataclasses.field(
         init=False, repr=False, compare=False
@@ -154,6 +158,8 @@ class _CellQuery:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(column.name for column in self.columns))
+        count, keys = len(self.columns), len(self.sort_columns)
+        object.__setattr__(self, "sort_values", values_getter(range(count - keys, count)))
         object.__setattr__(self, "statements", {})
 
     def as_dicts(self, rows: list[Any]) -> list[dict[str, Any]]:
@@ -278,13 +284,25 @@ class _CellQuery:
     def fetch_next(
         self,
         cctx: RequestContext,
-        batches: Mapping[str, tuple[SortValues, int]],
+        batches: Mapping[str, tuple[SortValues, int, Callable[[Any], bool] | None]],
         reads: PageReads | None,
-    ) -> list[Row[Any]]:
-        """:meth:`fetch` with this cell's own (after, size) from ``batches`` (by cell uuid)."""
+    ) -> tuple[list[Row[Any]], bool]:
+        """This cell's next batch from ``batches`` (by cell uuid): (rows, whether the
+        cell may hold more). Given ``past``, its read kept open steps on until a row
+        is past the page's end so far; otherwise :meth:`fetch` asks for ``size`` rows
+        after ``after``.
+        """
         assert cctx.cell_uuid is not None
-        after, size = batches[cctx.cell_uuid]
-        return self.fetch(cctx, after, size, reads)
+        after, size, past = batches[cctx.cell_uuid]
+        read = reads.get(cctx.cell_uuid) if reads is not None and past is not None else None
+        if read is not None and past is not None:
+            return read.take_until(past, STEP_CHUNK)
+        rows = self.fetch(cctx, after, size, reads)
+        return rows, len(rows) >= size
+
+
+#: rows a read kept open is stepped by when filled up to the page's end
+STEP_CHUNK = 4
 
 
 def _read_sort_values(
@@ -508,7 +526,7 @@ class CrossCellLister:
             ctx, asked, request.timeout, query.fetch_sized, request.after, sizes, reads
         )
         failed: dict[str, str] = {}
-        getter = values_getter(range(len(query.columns) - len(spec.keys), len(query.columns)))
+        getter = query.sort_values
         sources = []
         cell_of: dict[int, CellMapping] = {}
         for cell in asked:
@@ -639,10 +657,24 @@ class CrossCellLister:
         A cell failing here is reported in ``failed`` as in :meth:`_refill_function`.
         """
 
-        def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+        key, reverse = request.spec.merge_order
+        getter = query.sort_values
+
+        def refill_many(
+            wanted: Sequence[tuple[SortedSource, int]], through: SortValues | None
+        ) -> None:
+            end = None if through is None else key(through)
+
+            def past(row: Any) -> bool:  # sorts after the page's end so far
+                value = key(getter(row))
+                return bool(value < end) if reverse else bool(value > end)
+
             cells = [cell_of[id(source)] for source, _ in wanted]
+            stepped = set()
+            if reads is not None and through is not None:
+                stepped = {cell.uuid for cell in cells if reads.get(cell.uuid) is not None}
             batches = {
-                cell.uuid: (source.after(), size)
+                cell.uuid: (source.after(), size, past if cell.uuid in stepped else None)
                 for cell, (source, size) in zip(cells, wanted, strict=True)
             }
             results = scatter_gather_reads(
@@ -650,11 +682,13 @@ class CrossCellLister:
             )
             for cell, (source, size) in zip(cells, wanted, strict=True):
                 value = results[cell.uuid]
-                if isinstance(value, list):
-                    source.extend(value, size)
-                else:
+                if not isinstance(value, tuple):
                     failed[cell.uuid] = _failure_reason(value)
                     source.extend(None, size)
+                elif cell.uuid in stepped and through is not None:
+                    source.extend_through(value[0], value[1], through)
+                else:
+                    source.extend(value[0], size)
 
         return refill_many
 

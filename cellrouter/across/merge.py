@@ -52,11 +52,12 @@ MARGIN_SIGMAS = 2.0
 #: bench/bench_scale.py, ~3.5 us a row): one more round of the merge (a
 #: scatter, the pool sorted again) ...
 ROUND_COST_ROWS = 150.0
-#: ... plus, for each short cell, its next batch: a query (~45 us) or a step on
-#: its read kept open for the page (~5 us), and the rows that batch asks for
-#: beyond what the page turns out to need (its margin, ~6)
+#: ... plus, for each short cell, its next batch: a query (~45 us) and the rows
+#: it asks for beyond what the page turns out to need (its margin, ~6), or a
+#: step on its read kept open for the page (~5 us), exactly as far as the page
+#: needs, give or take a chunk
 QUERY_COST_ROWS = 25.0
-STEP_COST_ROWS = 10.0
+STEP_COST_ROWS = 4.0
 #: the first-batch margins :func:`first_margin` chooses from
 _MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
@@ -74,7 +75,7 @@ class SortedSource:
     (None when the source failed); it is called only when the buffer runs dry.
     """
 
-    __slots__ = ("fetch", "getter", "more", "pos", "refill_size", "rows")
+    __slots__ = ("fetch", "getter", "more", "pos", "refill_size", "rows", "through")
 
     def __init__(
         self,
@@ -90,6 +91,8 @@ class SortedSource:
         self.fetch = fetch
         self.refill_size = refill_size
         self.getter = getter
+        #: sort values up to which every row of the source is buffered (None: unknown)
+        self.through: SortValues | None = None
 
     def next(self, want: int | None) -> Any | None:
         """The next row (None: exhausted); ``want`` rows at most are still needed."""
@@ -121,10 +124,19 @@ class SortedSource:
             self.rows = [*self.rows, *rows]
         self.more = rows is not None and len(rows) >= requested
 
+    def extend_through(self, rows: Sequence[Any], more: bool, through: SortValues) -> None:
+        """Append every row up to sort values ``through`` (and perhaps a few past them)."""
+        if rows:
+            self.rows = [*self.rows, *rows]
+        self.more = more
+        self.through = through
 
-#: ``refill_many([(source, n), ...])``: append to each source (:meth:`SortedSource.extend`)
-#: its next ``n`` rows at most, all sources at once (one round trip to the cells).
-RefillMany = Callable[[Sequence[tuple[SortedSource, int]]], None]
+
+#: ``refill_many([(source, n), ...], through)``: give each source its next rows, all
+#: sources at once (one round trip to the cells): at most ``n``
+#: (:meth:`SortedSource.extend`), or every row up to sort values ``through``, the
+#: page's last row so far, if the pool holds a page (:meth:`SortedSource.extend_through`).
+RefillMany = Callable[[Sequence[tuple[SortedSource, int]], SortValues | None], None]
 
 
 def merge_sources(
@@ -191,11 +203,11 @@ def _sorted_batches(
     certainly in order; when that prefix covers the page, it is the page.
     Otherwise every source whose last buffered row sits at position ``p < limit
     - 1`` may owe the page up to ``limit - 1 - p`` more rows: ``refill_many``
-    asks them all at once for that many (or their refill size, if smaller),
-    and the pool is sorted again. Asked for all it may owe, a source either
-    runs out or has its new last row at ``limit - 1`` or later: one round in
-    the distributed strategy. A NULL among the sort values (which Python cannot
-    compare) gives None.
+    asks them all at once, for their refill size or for every row up to the
+    row now at ``limit - 1`` (a read kept open steps exactly that far), and
+    the pool is sorted again. A source filled that far is never short again
+    for this page: the row at ``limit - 1`` only moves earlier as rows come
+    in. A NULL among the sort values (which Python cannot compare) gives None.
     """
     positions, descending = columns
     getter = sources[0].getter
@@ -213,7 +225,7 @@ def _sorted_batches(
             return pool[:limit], len(pool) > limit or any(source.more for source in sources)
         if refill_many is None:
             return None
-        refill_many(short)
+        refill_many(short, getter(pool[limit - 1]) if len(pool) >= limit else None)
 
 
 def _sort_pool(pool: list[Any], positions: Sequence[int], descending: Sequence[bool]) -> bool:
@@ -253,6 +265,8 @@ def _short_sources(
     where = dict(zip(map(id, pool[: limit - 1]), itertools.count(), strict=False))
     short = []
     for source in open_ended:
+        if source.through is not None:
+            continue  # whole up to a page end at or past this one's
         position = where.get(id(source.rows[-1]))
         if position is not None:
             want = limit - 1 - position

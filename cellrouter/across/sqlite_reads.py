@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -110,6 +111,18 @@ class OpenRead:
                 self.state = _IDLE
             if done:
                 self.close()
+
+    def take_until(self, past: Callable[[Any], bool], chunk: int) -> tuple[list[Row[Any]], bool]:
+        """(the next rows up to the first for which ``past`` is true, read ``chunk``
+        at a time, so up to ``chunk - 1`` more; whether the read may hold more)."""
+        taken: list[Row[Any]] = []
+        while True:
+            rows = self.take(chunk)
+            taken += rows
+            if len(rows) < chunk:
+                return taken, False
+            if past(rows[-1]):
+                return taken, True
 
     def close(self) -> None:
         """Close it now, or (while a worker steps it) as soon as that worker is done."""

@@ -44,7 +44,7 @@ class Cell:
 
 
 def _refill_recorder(cells: dict[int, Cell], calls: list[list[tuple[str, int]]]) -> Any:
-    def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+    def refill_many(wanted: Sequence[tuple[SortedSource, int]], through: Any) -> None:
         calls.append([(cells[id(source)].name, size) for source, size in wanted])
         for source, size in wanted:
             source.extend(cells[id(source)].after(source.after(), size), size)
@@ -103,7 +103,7 @@ def test_a_source_that_fails_its_refill_ends_there() -> None:
     sources = [a.source(2), b.source(20)]
     failed: list[str] = []
 
-    def refill_many(wanted: Sequence[tuple[SortedSource, int]]) -> None:
+    def refill_many(wanted: Sequence[tuple[SortedSource, int]], through: Any) -> None:
         for source, size in wanted:
             failed.append("a" if source is sources[0] else "b")
             source.extend(None, size)
@@ -165,3 +165,35 @@ def test_ties_in_the_first_key_are_ordered_by_the_next_keys() -> None:
 
 def _refill(want: int | None, density: float | None) -> int | None:
     return want
+
+
+def test_a_source_filled_up_to_the_page_end_is_never_short_again() -> None:
+    a, b, c = Cell("a", range(200, 100, -2)), Cell("b", range(199, 100, -2)), Cell("c", range(10))
+    sources = [a.source(3), b.source(3), c.source(10)]
+    by_id = {id(source): cell for source, cell in zip(sources, (a, b, c), strict=True)}
+    seen: list[Any] = []
+
+    def refill_many(wanted: Sequence[tuple[SortedSource, int]], through: Any) -> None:
+        seen.append(through)
+        for source, _ in wanted:  # every row up to the page end so far, and one past it
+            cell = by_id[id(source)]
+            rest = cell.after(source.after(), None)
+            upto = [row for row in rest if row[0] >= through[0]]
+            source.extend_through(rest[: len(upto) + 1], len(rest) > len(upto) + 1, through)
+
+    rows, more = merge_sources(sources, ORDER, 8, COLUMNS, refill_many)
+    # a and b gave 3 rows each (200..195), c's 10 are far below: the page's end so far
+    # is c's row at position 7 (value 8); a and b are filled up to it in one round.
+    assert seen == [(8,)]
+    assert [value for (value,) in rows] == list(range(200, 192, -1)) and more
+
+    short = [Cell("a", range(100, 90, -1)).source(2), Cell("b", range(50, 40, -1)).source(2)]
+    passed: list[Any] = []
+
+    def sized(wanted: Sequence[tuple[SortedSource, int]], through: Any) -> None:
+        passed.append(through)
+        for source, size in wanted:
+            source.extend([], size)
+
+    merge_sources(short, ORDER, 10, COLUMNS, sized)
+    assert passed == [None]  # the pool holds no full page yet: no page end to fill up to
