@@ -21,7 +21,8 @@ round of the merge. Without weights the page is split evenly plus 10%, at
 least ``list_batch_size``. A short source is asked for its likely share of the
 rows the page may still need from it (its share of the rows merged so far,
 plus :data:`MARGIN_SIGMAS`), so a cell that leads the sort order is asked for
-all of them; no cell is asked for more than ``limit`` rows.
+all of them; no cell is asked for more than ``limit`` rows. A cell whose read
+stays open for the page instead steps on exactly up to the page's end so far.
 """
 
 from __future__ import annotations
