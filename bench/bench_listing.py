@@ -80,30 +80,35 @@ class Deployment:
                 ctx, name=f"{name}-{index}", database_connection=url, transport_url="none:///"
             )
             self.cells.append(cell)
-            rows = [random_instance(rng) for _ in range(rows_per_cell)]
-            engine = sa.create_engine(url)
-            with engine.begin() as conn:
-                conn.execute(sa.insert(instances), rows)
-            engine.dispose()
-            with api.begin() as conn:
-                conn.execute(
-                    sa.insert(instance_mappings),
-                    [
-                        {
-                            "instance_uuid": row["uuid"],
-                            "cell_id": cell.id,
-                            "project_id": row["project_id"],
-                            "user_id": row["user_id"],
-                            "created_at": row["created_at"],
-                        }
-                        for row in rows
-                    ],
-                )
+            store_instances(api, cell, [random_instance(rng) for _ in range(rows_per_cell)])
         api.dispose()
 
     def use(self) -> None:
         """Make this deployment's API database the configured one."""
         cr_conf.get_conf().set_override("connection", self.api_url, group="api_database")
+
+
+def store_instances(api: sa.Engine, cell: CellMapping, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` into ``cell``'s ``instances`` and map each of them in ``api``
+    (one multi-row INSERT per batch on each side)."""
+    engine = sa.create_engine(cell.database_connection)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(instances), rows)
+    engine.dispose()
+    with api.begin() as conn:
+        conn.execute(
+            sa.insert(instance_mappings),
+            [
+                {
+                    "instance_uuid": row["uuid"],
+                    "cell_id": cell.id,
+                    "project_id": row["project_id"],
+                    "user_id": row["user_id"],
+                    "created_at": row["created_at"],
+                }
+                for row in rows
+            ],
+        )
 
 
 def random_instance(rng: random.Random, states: tuple[str, ...] = _STATES) -> dict[str, Any]:

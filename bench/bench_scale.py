@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from bench_listing import random_instance
+from bench_listing import random_instance, store_instances
 
 from cellrouter import conf as cr_conf
 from cellrouter import workers
@@ -54,7 +54,6 @@ from cellrouter.across.sorting import after_marker, build_sort_spec, order_by
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext, get_admin_context
 from cellrouter.db import dberror, migration
-from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances
 from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
@@ -171,24 +170,8 @@ class World:
                 continue  # cell0: empty
             share = rows // cells + (1 if index <= rows % cells else 0)
             data = [random_instance(rng, ("active",)) for _ in range(share)]
-            if not data:
-                continue
-            engine = sa.create_engine(url)
-            with engine.begin() as conn:  # one multi-row INSERT per batch (insertmanyvalues)
-                conn.execute(sa.insert(instances), data)
-            engine.dispose()
-            with api.begin() as conn:
-                conn.execute(
-                    sa.insert(instance_mappings),
-                    [
-                        {
-                            "instance_uuid": r["uuid"],
-                            "cell_id": cell.id,
-                            "project_id": r["project_id"],
-                        }
-                        for r in data
-                    ],
-                )
+            if data:
+                store_instances(api, cell, data)
         api.dispose()
 
     def use(self) -> None:

@@ -40,7 +40,6 @@ __all__ = [
     "SortValues",
     "SortedSource",
     "batch_plan",
-    "expected_share",
     "first_margin",
     "merge_sources",
 ]
@@ -327,11 +326,7 @@ def batch_plan(
         [math.sqrt(variance) for _, variance in draws],
         STEP_COST_ROWS if reads_open else QUERY_COST_ROWS,
     )
-    first = [
-        1 if mean <= 0 else max(1, min(limit, _with_margin(mean, variance, sigmas)))
-        for mean, variance in draws
-    ]
-    return list(first), _as_wanted
+    return [_share(limit, mean, variance, sigmas) for mean, variance in draws], _as_wanted
 
 
 def _draw(limit: int, weight: int, total: int) -> tuple[float, float]:
@@ -344,10 +339,8 @@ def _draw(limit: int, weight: int, total: int) -> tuple[float, float]:
     return limit * p, limit * p * (1.0 - p) * fpc
 
 
-def expected_share(limit: int, weight: int, total: int, sigmas: float = MARGIN_SIGMAS) -> int:
-    """Rows to ask a cell holding ``weight`` of ``total`` rows for, for a page of
-    ``limit``: its expected share plus ``sigmas`` standard deviations, plus one."""
-    mean, variance = _draw(limit, weight, total)
+def _share(limit: int, mean: float, variance: float, sigmas: float) -> int:
+    """A first batch: ``mean`` plus the margin, at least 1 and at most ``limit``."""
     return 1 if mean <= 0 else max(1, min(limit, _with_margin(mean, variance, sigmas)))
 
 

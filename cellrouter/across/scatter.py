@@ -232,10 +232,12 @@ def _gather(
     run = gather.run
     in_turn = None
     if reads:
-        local = [cell for cell in to_run if reads_in_process(cell)]
+        local: list[CellMapping] = []
+        remote: list[CellMapping] = []
+        for cell in to_run:
+            (local if reads_in_process(cell) else remote).append(cell)
         if len(local) > 1:
-            in_turn = _InTurn(run, local)
-            to_run = [cell for cell in to_run if not reads_in_process(cell)]
+            in_turn, to_run = _InTurn(run, local), remote
     jobs: list[workers.Job] = [functools.partial(run, cell) for cell in to_run]
     if in_turn is not None:
         jobs.append(in_turn.work)

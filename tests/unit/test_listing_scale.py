@@ -4,95 +4,46 @@ threads and connections bounded whatever the number of cells (SQLite files)."""
 from __future__ import annotations
 
 import datetime
-import shutil
 import threading
 import time
-import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import sqlite_cells
 from oslo_config import cfg
 from sqlalchemy import event
 from sqlalchemy.engine import Row
 
 from cellrouter import workers
-from cellrouter.across import health, sqlite_reads
-from cellrouter.across.instance_counts import instance_counts
+from cellrouter.across import sqlite_reads
 from cellrouter.across.instance_list import list_instances
 from cellrouter.across.scatter import is_cell_failure, scatter_gather_all_cells
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
-from cellrouter.db import migration
-from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances
 from cellrouter.db.database import api_engine
-from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
 MakeCells = Callable[..., list[CellMapping]]
 
 
-@pytest.fixture(autouse=True)
-def clean_state(conf: cfg.ConfigOpts) -> Iterator[None]:
-    conf.set_override("list_cells_by_mappings", True, group="cells")  # the scale path
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
-    yield
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
+pytestmark = pytest.mark.usefixtures("lists_by_counts")
 
-
-@pytest.fixture
-def cell_template(tmp_path: Path) -> Path:
-    """One migrated, empty SQLite cell database, copied for each cell (fast)."""
-    path = tmp_path / "template.db"
-    migration.sync("cell", f"sqlite:///{path}")
-    return path
-
-
-def _cell(ctx: RequestContext, template: Path, name: str, **kw: Any) -> CellMapping:
-    path = template.with_name(f"{name}.db")
-    shutil.copyfile(template, path)
-    return CellMapping.create(
-        ctx, name=name, database_connection=f"sqlite:///{path}", transport_url="none:///", **kw
-    )
+_cell = sqlite_cells.new_cell
 
 
 def _fill(cells: list[CellMapping], per_cell: int, project: str = "p1") -> list[str]:
     """``per_cell`` mapped instances in each cell, interleaved in time; newest first."""
-    made: list[tuple[datetime.datetime, str]] = []
-    mappings = []
-    for position, cell in enumerate(cells):
-        rows = []
-        for index in range(per_cell):
-            at = datetime.datetime(2024, 1, 1) + datetime.timedelta(
-                seconds=index * len(cells) + position
-            )
-            uuid = str(uuidlib.uuid4())
-            rows.append({"uuid": uuid, "created_at": at, "project_id": project, "deleted": 0})
-            mappings.append({"instance_uuid": uuid, "cell_id": cell.id, "project_id": project})
-            made.append((at, uuid))
-        with registry.get(cell).engine.begin() as conn:
-            conn.execute(sa.insert(instances), rows)
-    with api_engine().begin() as conn:
-        conn.execute(sa.insert(instance_mappings), mappings)
-    return [uuid for _, uuid in sorted(made, reverse=True)]
-
-
-def _count_statements(cells: list[CellMapping]) -> dict[str, int]:
-    counts = dict.fromkeys((cell.uuid for cell in cells), 0)
-    for cell in cells:
-
-        def count(*_args: Any, uuid: str = cell.uuid) -> None:
-            counts[uuid] += 1
-
-        event.listen(registry.get(cell).engine, "before_cursor_execute", count)
-    return counts
+    start = datetime.datetime(2024, 1, 1)
+    return sqlite_cells.fill(
+        cells,
+        [per_cell] * len(cells),
+        lambda position, index: start + datetime.timedelta(seconds=index * len(cells) + position),
+        project,
+    )
 
 
 def test_a_page_queries_each_cell_holding_rows_once_and_an_empty_cell0_never(
@@ -101,7 +52,7 @@ def test_a_page_queries_each_cell_holding_rows_once_and_an_empty_cell0_never(
     cell0 = _cell(admin_ctx, cell_template, "cell0", uuid=CELL0_UUID)
     cells = [_cell(admin_ctx, cell_template, f"cell{n}") for n in (1, 2, 3)]
     newest_first = _fill(cells, 40)
-    statements = _count_statements([cell0, *cells])
+    statements = sqlite_cells.count_statements([cell0, *cells])
 
     page = list_instances(admin_ctx, limit=60)
     assert [row["uuid"] for row in page.rows] == newest_first[:60]

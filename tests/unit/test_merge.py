@@ -13,7 +13,6 @@ from cellrouter.across.merge import (
     SortValues,
     _draw,
     batch_plan,
-    expected_share,
     first_margin,
     merge_sources,
 )
@@ -113,11 +112,11 @@ def test_a_source_that_fails_its_refill_ends_there() -> None:
     assert [value for (value,) in rows] == [200, 199, 198, *range(197, 180, -2)][:10]
 
 
-def test_expected_share_covers_the_mean_plus_the_margin() -> None:
-    assert expected_share(1000, 0, 6000) == 1
-    assert expected_share(1000, 6000, 6000) == 1000
-    share = expected_share(1000, 94, 6000)  # one of 64 cells
-    assert 1000 * 94 / 6000 < share < 1000 * 94 / 6000 + 10
+def test_a_first_batch_covers_the_mean_plus_the_margin() -> None:
+    empty_and_whole, _ = batch_plan("distributed", 1, 1000, [0, 6000], 2)
+    assert empty_and_whole == [1, 1000]
+    share = batch_plan("distributed", 1, 1000, [94] * 64, 64)[0][0]  # one of 64 cells
+    assert 1000 * 94 / (94 * 64) < share < 1000 * 94 / (94 * 64) + 10
 
 
 def test_the_first_margin_is_wide_for_few_cells_and_narrow_for_many() -> None:

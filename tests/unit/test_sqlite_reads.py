@@ -3,94 +3,44 @@
 from __future__ import annotations
 
 import datetime
-import shutil
 import threading
-import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import sqlite_cells
 from oslo_config import cfg
-from sqlalchemy import event
 
 from cellrouter import exception
-from cellrouter.across import health, sqlite_reads
-from cellrouter.across.instance_counts import instance_counts
+from cellrouter.across import sqlite_reads
 from cellrouter.across.instance_list import list_instances
 from cellrouter.across.lister import _CellQuery
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
-from cellrouter.db import migration
-from cellrouter.db.api_schema import instance_mappings
-from cellrouter.db.cell_schema import instances
-from cellrouter.db.database import api_engine
-from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 
-
-@pytest.fixture(autouse=True)
-def clean_state(conf: cfg.ConfigOpts) -> Iterator[None]:
-    conf.set_override("list_cells_by_mappings", True, group="cells")
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
-    yield
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
+pytestmark = pytest.mark.usefixtures("lists_by_counts")
 
 
 @pytest.fixture
-def cells(tmp_path: Path, api_db: str, admin_ctx: RequestContext) -> list[CellMapping]:
-    template = tmp_path / "template.db"
-    migration.sync("cell", f"sqlite:///{template}")
-    made = []
-    for index in range(4):
-        path = tmp_path / f"open{index}.db"
-        shutil.copyfile(template, path)
-        made.append(
-            CellMapping.create(
-                admin_ctx,
-                name=f"open{index}",
-                database_connection=f"sqlite:///{path}",
-                transport_url="none:///",
-            )
-        )
-    return made
+def cells(cell_template: Path, api_db: str, admin_ctx: RequestContext) -> list[CellMapping]:
+    return [sqlite_cells.new_cell(admin_ctx, cell_template, f"open{n}") for n in range(4)]
 
 
 def _fill(cells: list[CellMapping], counts: list[int]) -> list[str]:
     """``counts[i]`` instances in cell i; cell 0's are the newest. Newest first."""
-    made: list[tuple[datetime.datetime, str]] = []
-    mappings = []
     start = datetime.datetime(2024, 1, 1)
-    for position, (cell, count) in enumerate(zip(cells, counts, strict=True)):
-        rows = []
-        for index in range(count):
-            at = start - datetime.timedelta(hours=position, seconds=index)
-            uuid = str(uuidlib.uuid4())
-            rows.append({"uuid": uuid, "created_at": at, "project_id": "p", "deleted": 0})
-            mappings.append({"instance_uuid": uuid, "cell_id": cell.id, "project_id": "p"})
-            made.append((at, uuid))
-        with registry.get(cell).engine.begin() as conn:
-            conn.execute(sa.insert(instances), rows)
-    with api_engine().begin() as conn:
-        conn.execute(sa.insert(instance_mappings), mappings)
-    return [uuid for _, uuid in sorted(made, reverse=True)]
+    return sqlite_cells.fill(
+        cells,
+        counts,
+        lambda position, index: start - datetime.timedelta(hours=position, seconds=index),
+        "p",
+    )
 
 
 def _selects(cells: list[CellMapping]) -> dict[str, int]:
-    counts = dict.fromkeys((cell.uuid for cell in cells), 0)
-    for cell in cells:
-
-        def count(conn: Any, cursor: Any, statement: str, *_: Any, uuid: str = cell.uuid) -> None:
-            if "FROM instances" in statement:
-                counts[uuid] += 1
-
-        event.listen(registry.get(cell).engine, "before_cursor_execute", count)
-    return counts
+    return sqlite_cells.count_statements(cells, "FROM instances")
 
 
 def _checked_out(cells: list[CellMapping]) -> int:
