@@ -199,7 +199,8 @@ cells_opts: list[cfg.Opt] = [
         "list_cells_by_mappings",
         default=False,
         help="A cross-cell instance list sizes each cell's share of a page by "
-        "the cell's instance mappings (counts cached for 30 s) and does not "
+        "the cell's instance mappings (counts cached for 30 s; for a page in "
+        "creation order, the cell's mappings among the page's) and does not "
         "query the cells that hold no matching mapped instance, such as an "
         "empty cell0 or the cells without the filtered project's instances "
         "(one indexed query on the API database per page tells them): one "

@@ -147,6 +147,9 @@ def _placed_instances(
             "deleted": st.sampled_from([0, 0, 0, 1]),
         }
     )
+    # Mappings timed as their instances (the page shares then say each cell's rows
+    # on a page), or at their own times (the shares are wrong and cells run short).
+    timed_as_instances = draw(st.booleans())
     count = draw(st.integers(0, max_rows))  # uniform: st.lists alone averages ~5 rows
     rows = draw(st.lists(instance, min_size=count, max_size=count, unique_by=lambda r: r["uuid"]))
     placed = []
@@ -157,7 +160,7 @@ def _placed_instances(
             "cell_id": cells[index].id,
             "project_id": row["project_id"],
             "user_id": row["user_id"],
-            "created_at": draw(time_values),  # the mapping's own timestamp
+            "created_at": row["created_at"] if timed_as_instances else draw(time_values),
             "queued_for_delete": bool(row["deleted"]),
         }
         placed.append((index, row, mapping))

@@ -41,10 +41,16 @@ def new_cell(ctx: RequestContext, template: Path, name: str, **kw: Any) -> CellM
 
 
 def fill(
-    cells: Sequence[CellMapping], counts: Sequence[int], at: CreatedAt, project: str = "p1"
+    cells: Sequence[CellMapping],
+    counts: Sequence[int],
+    at: CreatedAt,
+    project: str = "p1",
+    mapping_times: bool = True,
 ) -> list[str]:
     """``counts[i]`` mapped instances in ``cells[i]``, created ``at(i, index)``; their
-    uuids newest first."""
+    uuids newest first. Their mappings are created at the same time (as when each
+    is mapped as it is created), or with no time if not ``mapping_times``: the API
+    database then cannot tell a page's order."""
     made: list[tuple[datetime.datetime, str]] = []
     mappings = []
     for position, (cell, count) in enumerate(zip(cells, counts, strict=True)):
@@ -53,7 +59,14 @@ def fill(
             created = at(position, index)
             uuid = str(uuidlib.uuid4())
             rows.append({"uuid": uuid, "created_at": created, "project_id": project, "deleted": 0})
-            mappings.append({"instance_uuid": uuid, "cell_id": cell.id, "project_id": project})
+            mappings.append(
+                {
+                    "instance_uuid": uuid,
+                    "cell_id": cell.id,
+                    "project_id": project,
+                    "created_at": created if mapping_times else None,
+                }
+            )
             made.append((created, uuid))
         with registry.get(cell).engine.begin() as conn:
             conn.execute(sa.insert(instances), rows)

@@ -1,4 +1,5 @@
-"""How many instances each cell holds, from the API database's instance mappings.
+"""How many instances each cell holds, in all and on one page, from the API database's
+instance mappings.
 
 A cross-cell instance list apportions its page by these counts and skips the
 cells that hold none of the requested instances (an empty cell0, the cells
@@ -8,10 +9,19 @@ stale count costs at most one more query. Whether a cell holds *any* matching
 instance is never taken from the cache: a cell counted as empty in cached
 counts is checked on every page with one indexed ``EXISTS`` query, so an
 instance is listed the moment it is mapped.
+
+A page in creation order is apportioned better still: the mappings are in
+that order too (a mapping is created with its instance), so one query on a
+covering index counts each cell's rows among the page's first ``limit``
+mappings (:meth:`InstanceCounts.page_shares`), and each cell can be asked for
+just that many rows. Like the counts, these shares only size batches: a
+mapping whose time disagrees with its instance's costs a cell one more batch,
+never a row.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 import time
@@ -26,7 +36,7 @@ from cellrouter.db.api_schema import cell_mappings, instance_mappings
 from cellrouter.db.database import api_engine
 from cellrouter.index.cell_mapping import CellMapping
 
-__all__ = ["COUNTS_TTL", "InstanceCounts", "instance_counts"]
+__all__ = ["COUNTS_TTL", "InstanceCounts", "instance_counts", "scope_of"]
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +53,7 @@ _Counts = dict[int, tuple[int, int]]
 _im = instance_mappings
 
 
-def _project_condition(scope: Scope) -> list[sa.ColumnElement[bool]]:
+def _project_condition(scope: Sequence[Any] | None) -> list[sa.ColumnElement[bool]]:
     if scope is None:
         return []
     return [_im.c.project_id.in_(scope)] if len(scope) > 1 else [_im.c.project_id == scope[0]]
@@ -62,16 +72,65 @@ def _count(scope: Scope) -> _Counts:
     return {cell_id: (live, queued) for cell_id, (live, queued) in counts.items()}
 
 
+def _holding_statement(projects: int) -> sa.Select[Any]:
+    """Which of the cells ``ids`` hold a mapped instance of ``projects`` projects
+    (0: of any project) bound as ``project0``...: built once per shape."""
+    statement = _STATEMENTS.get(("holding", projects))
+    if statement is None:
+        scope = tuple(
+            sa.bindparam(f"project{index}", type_=sa.String()) for index in range(projects)
+        )
+        held = (
+            sa.select(sa.literal(1))
+            .where(_im.c.cell_id == cell_mappings.c.id, *_project_condition(scope or None))
+            .exists()
+        )
+        ids = sa.bindparam("ids", type_=sa.Integer(), expanding=True)
+        statement = sa.select(cell_mappings.c.id).where(cell_mappings.c.id.in_(ids), held)
+        _STATEMENTS[("holding", projects)] = statement
+    return statement
+
+
 def _holding(cell_ids: Sequence[int], scope: Scope) -> set[int]:
     """Which of ``cell_ids`` hold at least one mapped instance in ``scope`` (one query)."""
-    held = (
-        sa.select(sa.literal(1))
-        .where(_im.c.cell_id == cell_mappings.c.id, *_project_condition(scope))
-        .exists()
-    )
-    stmt = sa.select(cell_mappings.c.id).where(cell_mappings.c.id.in_(cell_ids), held)
+    projects = scope or ()
+    params: dict[str, Any] = {f"project{index}": value for index, value in enumerate(projects)}
+    params["ids"] = list(cell_ids)
     with api_engine().connect() as conn:
-        return {cell_id for (cell_id,) in conn.execute(stmt)}
+        return {cell_id for (cell_id,) in conn.execute(_holding_statement(len(projects)), params)}
+
+
+def _shares_statement(project: bool, some: bool, descending: bool, after: bool) -> sa.Select[Any]:
+    """cell id -> rows among the first ``limit`` live (or queued-for-delete, by
+    ``queued``) mappings in creation order (of ``project``, of ``some`` cells
+    ``ids`` only, past ``after``): one range of the covering index
+    ``ix_instance_mappings_[project_]page_order``."""
+    key = ("shares", project, some, descending, after)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        created = _im.c.created_at
+        first = sa.select(_im.c.cell_id).where(
+            _im.c.queued_for_delete == sa.bindparam("queued", type_=sa.Boolean()),
+            created.is_not(None),  # where NULLs sort differs between databases
+            _im.c.cell_id.is_not(None),
+        )
+        if project:
+            first = first.where(_im.c.project_id == sa.bindparam("project"))
+        if some:
+            ids = sa.bindparam("ids", type_=sa.Integer(), expanding=True)
+            first = first.where(_im.c.cell_id.in_(ids))
+        if after:
+            bound = sa.bindparam("after", type_=created.type)
+            first = first.where(created < bound if descending else created > bound)
+        first = first.order_by(created.desc() if descending else created.asc())
+        top = first.limit(sa.bindparam("limit", type_=sa.Integer())).subquery("page")
+        statement = sa.select(top.c.cell_id, sa.func.count()).group_by(top.c.cell_id)
+        _STATEMENTS[key] = statement
+    return statement
+
+
+#: the statements above, by shape (built on first use; a race builds one twice)
+_STATEMENTS: dict[tuple[Any, ...], sa.Select[Any]] = {}
 
 
 def scope_of(project_filter: Any) -> Scope | bool:
@@ -150,6 +209,50 @@ class InstanceCounts:
             number = live if deleted is False else queued if deleted else live + queued
             result[cell.uuid] = max(number, 1)
         return result
+
+    def page_shares(
+        self,
+        cells: Iterable[CellMapping],
+        project: str | None,
+        deleted: bool,
+        limit: int,
+        descending: bool,
+        after: datetime.datetime | None = None,
+    ) -> Mapping[str, int] | None:
+        """cell uuid -> how many of a page's ``limit`` instances the cell holds, the
+        page being in creation order (``descending``: newest first), of ``project``
+        (None: all projects), deleted or live, created after ``after`` (before it,
+        if ``descending``; None: from the first), as the mappings tell. Cells
+        holding matching instances but none of the page map to 0; a cell left out
+        holds none (as :meth:`estimates`).
+        None: the API database cannot say, or the page's mappings with a creation
+        time are fewer than its instances are likely to be (times missing, or the
+        page is the last).
+        """
+        cells = list(cells)
+        held = self.estimates(cells, project, deleted)
+        if held is None or not held:
+            return held
+        params: dict[str, Any] = {"queued": deleted, "limit": limit}
+        if project is not None:
+            params["project"] = project
+        if after is not None:
+            params["after"] = after
+        ids = {cell.id for cell in cells if cell.uuid in held}
+        try:
+            counts, _ = self._counts(None if project is None else (project,), fresh=False)
+            some = any(cell_id not in ids for cell_id, pair in counts.items() if sum(pair))
+            if some:  # a page of some cells only: count their mappings alone
+                params["ids"] = sorted(ids)
+            statement = _shares_statement(project is not None, some, descending, after is not None)
+            with api_engine().connect() as conn:
+                on_page: dict[int, int] = dict(conn.execute(statement, params).all())
+        except (exception.Unavailable, exception.UpcallForbidden) as exc:
+            LOG.debug("No page shares for list batching: %s", exc)
+            return None
+        if sum(on_page.values()) < min(limit, sum(held.values())):
+            return None  # mappings without a time, or the page's last rows: cannot say
+        return {cell.uuid: on_page.get(cell.id, 0) for cell in cells if cell.uuid in held}
 
 
 _COUNTS = InstanceCounts()

@@ -84,12 +84,36 @@ class InstanceLister(CrossCellLister):
         :mod:`cellrouter.across.instance_counts`), for the filtered project if any."""
         if not get_conf().cells.list_cells_by_mappings:
             return None
-        filters = request.filters
-        if "deleted" in filters:
-            deleted: bool | None = bool(filters["deleted"])
-        else:
-            deleted = {"no": False, "only": True}.get(ctx.read_deleted)
-        return instance_counts().estimates(request.cells, filters.get("project_id"), deleted)
+        deleted = _deleted(ctx, request.filters)
+        return instance_counts().estimates(
+            request.cells, request.filters.get("project_id"), deleted
+        )
+
+    def page_shares(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
+        """Each cell's instances among the page's, from the mappings in creation order,
+        when the page is in that order (``created_at`` first) and filtered by nothing
+        a mapping does not tell (one project at most, live or deleted instances)."""
+        spec, filters, after = request.spec, request.filters, request.after
+        deleted = _deleted(ctx, filters)
+        project = filters.get("project_id")
+        if (
+            not get_conf().cells.list_cells_by_mappings
+            or request.limit is None
+            or spec.keys[0] != "created_at"
+            or deleted is None
+            or not set(filters) <= {"project_id", "deleted"}
+            or not (project is None or isinstance(project, str))
+            or (after is not None and after[0] is None)
+        ):
+            return None
+        return instance_counts().page_shares(
+            request.cells,
+            project,
+            deleted,
+            request.limit,
+            spec.descending[0],
+            None if after is None else after[0],
+        )
 
     def down_cell_records(self, ctx: RequestContext, request: PageRequest) -> list[dict[str, Any]]:
         """Minimal records from the instance mappings of ``request.cells``, in sort order.
@@ -120,6 +144,13 @@ class InstanceLister(CrossCellLister):
                 stmt = stmt.limit(request.limit)
             rows = conn.execute(stmt).all()
         return [_mapping_record(spec, *row) for row in rows]
+
+
+def _deleted(ctx: RequestContext, filters: Filters) -> bool | None:
+    """Whether a page lists deleted instances (True), live ones (False) or both (None)."""
+    if "deleted" in filters:
+        return bool(filters["deleted"])
+    return {"no": False, "only": True}.get(ctx.read_deleted)
 
 
 def _mapping_record(

@@ -6,12 +6,15 @@ k-way merges the cells' rows (:mod:`cellrouter.across.merge`, which also sizes
 the batches). A subclass that knows about how many rows each cell holds
 (:meth:`CrossCellLister.cell_estimates`) gets each cell asked for its share of
 the page plus a margin, and the cells holding none skipped (they cost
-nothing): one query per cell per page in the common case. The cells whose
-batch proved short are asked for their next batch together, in one more
-scatter. Reads go through :func:`~cellrouter.across.scatter.scatter_gather_reads`:
-SQLite cells are read one after another on one worker, and their reads stay
-open for the page (:mod:`cellrouter.across.sqlite_reads`), so a short batch
-costs a step on rather than a second query. The order is the one
+nothing): one query per cell per page in the common case. One that knows how
+many of the page's rows each cell holds (:meth:`CrossCellLister.page_shares`,
+from an index kept in the page's order) gets each cell asked for exactly those
+and one more. The cells whose batch proved short are asked for their next
+batch together, in one more scatter. Reads go through
+:func:`~cellrouter.across.scatter.scatter_gather_reads`: SQLite cells are read
+one after another on one worker and, unless the shares are exact, their reads
+stay open for the page (:mod:`cellrouter.across.sqlite_reads`), so a short
+batch costs a step on rather than a second query. The order is the one
 :mod:`cellrouter.across.sorting` defines: the same in SQLite, MariaDB,
 PostgreSQL and Python, NULLs smallest, the unique key last.
 
@@ -439,6 +442,16 @@ class CrossCellLister:
         """
         return None
 
+    def page_shares(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
+        """How many of the page's rows each cell of ``request`` holds (uuid -> rows),
+        as an index kept in about the page's order tells: each cell is then asked
+        for that many rows and one more. A cell that may hold matching rows but
+        none of the page maps to 0; a cell left out holds none and is not asked.
+
+        None (the default): unknown, the page is apportioned by :meth:`cell_estimates`.
+        """
+        return None
+
     # -- listing --------------------------------------------------------------
 
     def page(
@@ -487,12 +500,13 @@ class CrossCellLister:
             after = self.marker_values(ctx, marker, request)
             request = dataclasses.replace(request, after=after)
 
-        asked, weights = self._cells_to_ask(ctx, request)
+        asked, weights, exact = self._cells_to_ask(ctx, request)
         local = sum(1 for cell in asked if reads_in_process(cell))
-        keep_open = limit is not None and local > 0 and sqlite_reads.reserve(local)
+        # Reads kept open pay off when cells may well run short, not on exact shares.
+        keep_open = not exact and limit is not None and local > 0 and sqlite_reads.reserve(local)
         reads = PageReads(limit) if keep_open else None
         try:
-            return self._collect(ctx, request, query, asked, weights, reads, as_dicts)
+            return self._collect(ctx, request, query, asked, weights, exact, reads, as_dicts)
         finally:
             if reads is not None:
                 reads.close()
@@ -505,11 +519,12 @@ class CrossCellLister:
         query: _CellQuery,
         asked: tuple[CellMapping, ...],
         weights: list[int] | None,
+        exact: bool,
         reads: PageReads | None,
         as_dicts: bool,
     ) -> ListResult:
-        """The page from the cells ``asked`` (weighted by ``weights``), SQLite cells'
-        reads kept open in ``reads`` (if any)."""
+        """The page from the cells ``asked``, weighted by ``weights`` (their shares of
+        the page if ``exact``), SQLite cells' reads kept open in ``reads`` (if any)."""
         opts = get_conf().cells
         spec, limit, cell_tuple = request.spec, request.limit, request.cells
         down_cell_records = request.down_cell_records
@@ -520,6 +535,7 @@ class CrossCellLister:
             weights,
             len(asked),
             reads_open=reads is not None,
+            exact=exact,
         )
         sizes = {cell.uuid: size for cell, size in zip(asked, first, strict=True)}
         results = scatter_gather_reads(
@@ -563,18 +579,24 @@ class CrossCellLister:
 
     def _cells_to_ask(
         self, ctx: RequestContext, request: PageRequest
-    ) -> tuple[tuple[CellMapping, ...], list[int] | None]:
-        """The cells worth a query and their weights (None: unknown).
+    ) -> tuple[tuple[CellMapping, ...], list[int] | None, bool]:
+        """The cells worth a query, their weights (None: unknown), and whether the
+        weights are the cells' shares of the page (:meth:`page_shares`) rather than
+        their sizes (:meth:`cell_estimates`).
 
         A cell known to hold no matching rows is left out, unless it is marked
         down (it is then reported as failed, as any other down cell).
         """
-        estimates = self.cell_estimates(ctx, request)
+        exact = request.limit is not None
+        estimates = self.page_shares(ctx, request) if exact else None
         if estimates is None:
-            return request.cells, None
+            exact, estimates = False, self.cell_estimates(ctx, request)
+        if estimates is None:
+            return request.cells, None, False
         down = health.down_cells()
         asked = tuple(cell for cell in request.cells if cell.uuid in estimates or cell.uuid in down)
-        return asked, [estimates.get(cell.uuid, 1) for cell in asked]
+        fallback = 0 if exact else 1  # a down cell left out: no rows expected
+        return asked, [estimates.get(cell.uuid, fallback) for cell in asked], exact
 
     def _query(
         self, ctx: RequestContext, spec: SortSpec, columns: Sequence[str] | None, filters: Filters

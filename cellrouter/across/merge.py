@@ -14,7 +14,9 @@ Batch sizes (:func:`batch_plan`, ``[cells]/list_batch_strategy``):
 about how many rows each cell holds (its *weight*), a cell is asked for its
 expected share of the page plus a statistical margin (standard deviations of
 the hypergeometric draw), so one batch per cell fills the page unless the
-cells' rows are skewed in sort order. The margin is the one that costs least
+cells' rows are skewed in sort order. When it knows each cell's share of the
+page itself (an index kept in the page's order), a cell is asked for exactly
+that and one row more. The margin is the one that costs least
 on average (:func:`first_margin`): a wider one parses rows the page may not
 need, a narrower one leaves more cells short, and a short cell costs one more
 round of the merge. Without weights the page is split evenly plus 10%, at
@@ -302,12 +304,15 @@ def batch_plan(
     weights: Sequence[int] | None,
     cell_count: int,
     reads_open: bool = False,
+    exact: bool = False,
 ) -> tuple[list[int | None], RefillSize]:
     """(first batch of each cell, refill size given the rows still wanted) for a page.
 
     ``weights``: about how many rows each of the ``cell_count`` cells holds
-    (None: unknown, the page is split evenly); ``reads_open``: a short cell's
-    next batch steps on its open read instead of running a query.
+    (None: unknown, the page is split evenly), or with ``exact``, how many of
+    the page's rows it holds: each is then asked for those and the one after,
+    which shows it holds no more; ``reads_open``: a short cell's next batch
+    steps on its open read instead of running a query.
     """
     if strategy == "fixed":
 
@@ -317,6 +322,8 @@ def batch_plan(
         return [fixed(limit)] * cell_count, fixed
     if limit is None:
         return [None] * cell_count, _everything
+    if exact and weights is not None:
+        return [min(limit, max(weight, 0) + 1) for weight in weights], _as_wanted
     total = sum(weights) if weights is not None else 0
     if weights is None or total <= 0:
         share = math.ceil(limit * _DISTRIBUTED_MARGIN / max(cell_count, 1))

@@ -49,6 +49,15 @@ instance_mappings = sa.Table(
     sa.Column("queued_for_delete", sa.Boolean, nullable=False, server_default=sa.false()),
     *_timestamps(),
     sa.Index("ix_instance_mappings_user_id_project_id", "user_id", "project_id"),
+    # Covering indexes of a list page's mappings in creation order (page shares).
+    sa.Index("ix_instance_mappings_page_order", "queued_for_delete", "created_at", "cell_id"),
+    sa.Index(
+        "ix_instance_mappings_project_page_order",
+        "project_id",
+        "queued_for_delete",
+        "created_at",
+        "cell_id",
+    ),
 )
 
 host_mappings = sa.Table(

@@ -119,6 +119,15 @@ def test_a_first_batch_covers_the_mean_plus_the_margin() -> None:
     assert 1000 * 94 / (94 * 64) < share < 1000 * 94 / (94 * 64) + 10
 
 
+def test_exact_shares_ask_each_cell_for_its_rows_and_the_one_after() -> None:
+    first, refill = batch_plan("distributed", 100, 1000, [600, 400, 0], 3, exact=True)
+    assert first == [601, 401, 1]  # no margin: the one after shows a cell holds no more
+    assert batch_plan("distributed", 100, 10, [30, 0], 2, exact=True)[0] == [10, 1]
+    assert refill(50, 0.5) is not None  # a short cell still gets its likely share
+    # ``fixed`` keeps Nova's meaning whatever is known.
+    assert batch_plan("fixed", 100, 1000, [600, 400], 2, exact=True)[0] == [100, 100]
+
+
 def test_the_first_margin_is_wide_for_few_cells_and_narrow_for_many() -> None:
     def margin(cells: int, short_cost: float) -> float:
         _, variance = _draw(1000, 6000 // cells, 6000)

@@ -29,13 +29,18 @@ def cells(cell_template: Path, api_db: str, admin_ctx: RequestContext) -> list[C
 
 
 def _fill(cells: list[CellMapping], counts: list[int]) -> list[str]:
-    """``counts[i]`` instances in cell i; cell 0's are the newest. Newest first."""
+    """``counts[i]`` instances in cell i; cell 0's are the newest. Newest first.
+
+    Their mappings have no creation time: the page is apportioned by the cells'
+    instance counts, so a cell may run short (reads are kept open for that).
+    """
     start = datetime.datetime(2024, 1, 1)
     return sqlite_cells.fill(
         cells,
         counts,
         lambda position, index: start - datetime.timedelta(hours=position, seconds=index),
         "p",
+        mapping_times=False,
     )
 
 
