@@ -587,7 +587,8 @@ class CrossCellLister:
         A cell known to hold no matching rows is left out, unless it is marked
         down (it is then reported as failed, as any other down cell).
         """
-        exact = request.limit is not None
+        # Shares only size distributed batches; a fixed batch needs no more than counts.
+        exact = request.limit is not None and get_conf().cells.list_batch_strategy != "fixed"
         estimates = self.page_shares(ctx, request) if exact else None
         if estimates is None:
             exact, estimates = False, self.cell_estimates(ctx, request)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import sqlite_cells
+from oslo_config import cfg
 
 from cellrouter.across.instance_counts import instance_counts
 from cellrouter.across.instance_list import list_instances
@@ -136,9 +137,11 @@ def test_mapping_times_that_disagree_with_the_instances_cost_batches_not_rows(
         pytest.param({"read_deleted": "yes"}, id="deleted-and-live"),
         pytest.param({"limit": None}, id="no-limit"),
         pytest.param({"mapping_times": False}, id="mappings-without-times"),
+        pytest.param({"strategy": "fixed"}, id="fixed-batches"),
     ],
 )
 def test_pages_the_mappings_cannot_apportion_are_sized_by_counts(
+    conf: cfg.ConfigOpts,
     cells: list[CellMapping],
     admin_ctx: RequestContext,
     monkeypatch: pytest.MonkeyPatch,
@@ -147,6 +150,7 @@ def test_pages_the_mappings_cannot_apportion_are_sized_by_counts(
     _, a, b, c = cells
     mapping_times = kwargs.pop("mapping_times", True)
     read_deleted = kwargs.pop("read_deleted", "no")
+    conf.set_override("list_batch_strategy", kwargs.pop("strategy", "distributed"), group="cells")
     sqlite_cells.fill(
         [a, b, c],
         [30, 30, 30],
