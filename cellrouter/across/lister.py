@@ -40,6 +40,7 @@ from cellrouter import exception, forksafe
 from cellrouter.across import health, sqlite_reads
 from cellrouter.across.merge import (
     RefillMany,
+    ShareMargin,
     SortedSource,
     SortValues,
     batch_plan,
@@ -528,6 +529,7 @@ class CrossCellLister:
         opts = get_conf().cells
         spec, limit, cell_tuple = request.spec, request.limit, request.cells
         down_cell_records = request.down_cell_records
+        margin = self._share_margin()
         first, refill_size = batch_plan(
             opts.list_batch_strategy,
             opts.list_batch_size,
@@ -536,6 +538,7 @@ class CrossCellLister:
             len(asked),
             reads_open=reads is not None,
             exact=exact,
+            extra=margin.rows,
         )
         sizes = {cell.uuid: size for cell, size in zip(asked, first, strict=True)}
         results = scatter_gather_reads(
@@ -562,9 +565,19 @@ class CrossCellLister:
             sources.append(self._records_source(ctx, dataclasses.replace(request, cells=down)))
         positions = range(len(query.columns) - len(spec.keys), len(query.columns))
         refill_many = self._refill_many_function(ctx, request, cell_of, query, failed, reads)
+        short: list[int] = []  # the cells refilled in each round
+
+        def counted_refill(
+            wanted: Sequence[tuple[SortedSource, int]], through: SortValues | None
+        ) -> None:
+            short.append(len(wanted))
+            refill_many(wanted, through)
+
         rows, more = merge_sources(
-            sources, spec.merge_order, limit, (positions, spec.descending), refill_many
+            sources, spec.merge_order, limit, (positions, spec.descending), counted_refill
         )
+        if exact:
+            margin.record(len(sources), short[0] if short else 0)
         if failed and must_fail:  # a cell failed when the merge asked it for more rows
             raise _unavailable(cell_tuple, failed)
         next_marker = None
@@ -630,6 +643,13 @@ class CrossCellLister:
                 while len(cache) > QUERY_CACHE_SIZE:
                     cache.popitem(last=False)
         return query
+
+    def _share_margin(self) -> ShareMargin:
+        """This lister's margin over exact page shares (made on first use)."""
+        margin: ShareMargin | None = self.__dict__.get("_margin")
+        if margin is None:
+            margin = self.__dict__.setdefault("_margin", ShareMargin())
+        return margin
 
     def _query_cache(self) -> OrderedDict[Hashable, _CellQuery]:
         """This lister's kept queries (made on first use: a subclass's ``__init__``

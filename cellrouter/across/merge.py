@@ -15,8 +15,9 @@ about how many rows each cell holds (its *weight*), a cell is asked for its
 expected share of the page plus a statistical margin (standard deviations of
 the hypergeometric draw), so one batch per cell fills the page unless the
 cells' rows are skewed in sort order. When it knows each cell's share of the
-page itself (an index kept in the page's order), a cell is asked for exactly
-that and one row more. The margin is the one that costs least
+page itself (an index kept in about the page's order), a cell is asked for
+exactly that and one row more, plus the rows :class:`ShareMargin` learnt the
+index's order is off by. The margin is the one that costs least
 on average (:func:`first_margin`): a wider one parses rows the page may not
 need, a narrower one leaves more cells short, and a short cell costs one more
 round of the merge. Without weights the page is split evenly plus 10%, at
@@ -40,6 +41,7 @@ __all__ = [
     "MARGIN_SIGMAS",
     "RefillMany",
     "SortValues",
+    "ShareMargin",
     "SortedSource",
     "batch_plan",
     "first_margin",
@@ -305,14 +307,16 @@ def batch_plan(
     cell_count: int,
     reads_open: bool = False,
     exact: bool = False,
+    extra: int = 0,
 ) -> tuple[list[int | None], RefillSize]:
     """(first batch of each cell, refill size given the rows still wanted) for a page.
 
     ``weights``: about how many rows each of the ``cell_count`` cells holds
     (None: unknown, the page is split evenly), or with ``exact``, how many of
-    the page's rows it holds: each is then asked for those and the one after,
-    which shows it holds no more; ``reads_open``: a short cell's next batch
-    steps on its open read instead of running a query.
+    the page's rows it holds: each is then asked for those, ``extra`` more (see
+    :class:`ShareMargin`) and the one after, which shows it holds no more;
+    ``reads_open``: a short cell's next batch steps on its open read instead of
+    running a query.
     """
     if strategy == "fixed":
 
@@ -323,7 +327,7 @@ def batch_plan(
     if limit is None:
         return [None] * cell_count, _everything
     if exact and weights is not None:
-        return [min(limit, max(weight, 0) + 1) for weight in weights], _as_wanted
+        return [min(limit, max(weight, 0) + 1 + extra) for weight in weights], _as_wanted
     total = sum(weights) if weights is not None else 0
     if weights is None or total <= 0:
         share = math.ceil(limit * _DISTRIBUTED_MARGIN / max(cell_count, 1))
@@ -334,6 +338,49 @@ def batch_plan(
         STEP_COST_ROWS if reads_open else QUERY_COST_ROWS,
     )
     return [_share(limit, mean, variance, sigmas) for mean, variance in draws], _as_wanted
+
+
+#: a page whose exact shares left more than this fraction of its cells short
+#: raises :class:`ShareMargin` by a row ...
+SHORT_FRACTION = 0.05
+#: ... and this many pages in a row with no cell short lower it by one
+CALM_PAGES = 20
+#: the most rows :class:`ShareMargin` adds to an exact share
+MAX_EXTRA_ROWS = 4
+
+
+class ShareMargin:
+    """Rows to ask each cell for beyond its exact share of a page, learnt from pages.
+
+    Exact shares come from an index whose order may disagree a little with the
+    cells' (a mapping created some time before its instance): a cell then runs
+    short by a row or two and costs a round. While pages see more than
+    :data:`SHORT_FRACTION` of their cells short, each raises the margin by a
+    row (up to :data:`MAX_EXTRA_ROWS`); :data:`CALM_PAGES` pages in a row with
+    none short lower it by one. Updated without a lock: a lost update between
+    two threads only delays the next step.
+    """
+
+    __slots__ = ("calm", "rows")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.calm = 0
+
+    def reset(self) -> None:
+        """Back to no margin."""
+        self.rows = self.calm = 0
+
+    def record(self, cells: int, short: int) -> None:
+        """A page asked ``cells`` cells for their exact shares; ``short`` ran short."""
+        if short > SHORT_FRACTION * cells:
+            self.rows, self.calm = min(self.rows + 1, MAX_EXTRA_ROWS), 0
+        elif short:
+            self.calm = 0
+        elif self.rows:
+            self.calm += 1
+            if self.calm >= CALM_PAGES:
+                self.rows, self.calm = self.rows - 1, 0
 
 
 def _draw(limit: int, weight: int, total: int) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import sqlite_cells
 from backends import Backend, SQLiteBackend, SQLiteTemplates
 from oslo_config import cfg
 
-from cellrouter.across import health
+from cellrouter.across import health, instance_list
 from cellrouter.across.instance_counts import instance_counts
 from cellrouter.index.cached_index import CACHED_INDEX
 
@@ -30,15 +30,14 @@ def backend(tmp_path: Path, sqlite_templates: SQLiteTemplates) -> Backend:
 @pytest.fixture
 def lists_by_counts(conf: cfg.ConfigOpts) -> Iterator[None]:
     """Lists sized by the API database's instance counts (the scale path), with cell
-    health, cached lookups and counts fresh before and after."""
+    health, cached lookups, counts and the page-share margin fresh before and after."""
     conf.set_override("list_cells_by_mappings", True, group="cells")
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
+    margin = instance_list._INSTANCES._share_margin()
+    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, margin.reset):
+        reset()
     yield
-    health.reset()
-    CACHED_INDEX.reset()
-    instance_counts().reset()
+    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, margin.reset):
+        reset()
 
 
 @pytest.fixture

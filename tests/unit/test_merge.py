@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from cellrouter.across.merge import (
+    CALM_PAGES,
+    MAX_EXTRA_ROWS,
     QUERY_COST_ROWS,
     STEP_COST_ROWS,
+    ShareMargin,
     SortedSource,
     SortValues,
     _draw,
@@ -126,6 +129,28 @@ def test_exact_shares_ask_each_cell_for_its_rows_and_the_one_after() -> None:
     assert refill(50, 0.5) is not None  # a short cell still gets its likely share
     # ``fixed`` keeps Nova's meaning whatever is known.
     assert batch_plan("fixed", 100, 1000, [600, 400], 2, exact=True)[0] == [100, 100]
+
+
+def test_the_share_margin_grows_while_cells_run_short_and_shrinks_when_calm() -> None:
+    margin = ShareMargin()
+    margin.record(64, 3)  # under 5% of the cells short: no change
+    assert margin.rows == 0
+    margin.record(64, 4)
+    assert margin.rows == 1
+    for _ in range(MAX_EXTRA_ROWS + 2):
+        margin.record(3, 1)
+    assert margin.rows == MAX_EXTRA_ROWS
+    for _ in range(CALM_PAGES - 1):
+        margin.record(64, 0)
+    margin.record(64, 1)  # one short cell: the calm run starts again
+    for _ in range(CALM_PAGES - 1):
+        margin.record(64, 0)
+    assert margin.rows == MAX_EXTRA_ROWS
+    margin.record(64, 0)
+    assert margin.rows == MAX_EXTRA_ROWS - 1
+    assert batch_plan("distributed", 100, 1000, [600, 0], 2, exact=True, extra=2)[0] == [603, 3]
+    margin.reset()
+    assert margin.rows == 0
 
 
 def test_the_first_margin_is_wide_for_few_cells_and_narrow_for_many() -> None:

@@ -128,6 +128,43 @@ def test_mapping_times_that_disagree_with_the_instances_cost_batches_not_rows(
     assert len(asked[a.uuid]) > 1  # short on the first page: asked again
 
 
+def test_cells_running_short_on_exact_shares_teach_a_margin(
+    cells: list[CellMapping], admin_ctx: RequestContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, a, b, c = cells
+    # Interleaved in time; each mapping a little later than its instance, as if
+    # mapped after it was made: neighbours in time swap places in the mappings.
+    newest_first = sqlite_cells.fill(
+        [a, b, c],
+        [30, 30, 30],
+        lambda position, index: START - datetime.timedelta(seconds=3 * index + position),
+        "p1",
+    )
+    with api_engine().begin() as conn:
+        for index, uuid in enumerate(newest_first):
+            shift = datetime.timedelta(seconds=4 if index % 2 else 0)
+            conn.execute(
+                sa.update(instance_mappings)
+                .where(instance_mappings.c.instance_uuid == uuid)
+                .values(created_at=instance_mappings.c.created_at + shift)
+            )
+    asked = _first_batches(monkeypatch)
+    first = list_instances(admin_ctx, limit=30)
+    assert [row["uuid"] for row in first.rows] == newest_first[:30]
+    assert any(len(batches) > 1 for batches in asked.values())  # some cell ran short
+    shares = instance_counts().page_shares([a, b, c], None, False, 30, True)
+    assert shares is not None and min(shares.values()) + 2 < 30, shares
+
+    # The next page like it asks each cell for one row more than its share (and
+    # the one after), never more than the page.
+    asked.clear()
+    again = list_instances(admin_ctx, limit=30)
+    assert [row["uuid"] for row in again.rows] == newest_first[:30]
+    assert {uuid: batches[0] for uuid, batches in asked.items()} == {
+        uuid: min(30, share + 2) for uuid, share in shares.items()
+    }
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
