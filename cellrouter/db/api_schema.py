@@ -44,12 +44,13 @@ instance_mappings = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("instance_uuid", UUIDStr, nullable=False, unique=True),
     _cell_fk(nullable=True),
-    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("project_id", sa.String(255), nullable=False),
     sa.Column("user_id", sa.String(255)),
     sa.Column("queued_for_delete", sa.Boolean, nullable=False, server_default=sa.false()),
     *_timestamps(),
     sa.Index("ix_instance_mappings_user_id_project_id", "user_id", "project_id"),
-    # Covering indexes of a list page's mappings in creation order (page shares).
+    # Covering indexes of a list page's mappings in creation order (page shares);
+    # the second also serves every lookup by project (and covers its cells).
     sa.Index("ix_instance_mappings_page_order", "queued_for_delete", "created_at", "cell_id"),
     sa.Index(
         "ix_instance_mappings_project_page_order",
