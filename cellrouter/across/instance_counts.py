@@ -36,7 +36,7 @@ from cellrouter.db.api_schema import cell_mappings, instance_mappings
 from cellrouter.db.database import api_engine
 from cellrouter.index.cell_mapping import CellMapping
 
-__all__ = ["COUNTS_TTL", "InstanceCounts", "instance_counts", "scope_of"]
+__all__ = ["COUNTS_TTL", "InstanceCounts", "instance_counts"]
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ _Counts = dict[int, tuple[int, int]]
 _im = instance_mappings
 
 
-def _project_condition(scope: Sequence[Any] | None) -> list[sa.ColumnElement[bool]]:
+def _project_condition(scope: Scope) -> list[sa.ColumnElement[bool]]:
     if scope is None:
         return []
     return [_im.c.project_id.in_(scope)] if len(scope) > 1 else [_im.c.project_id == scope[0]]
@@ -73,31 +73,34 @@ def _count(scope: Scope) -> _Counts:
 
 
 def _holding_statement(projects: int) -> sa.Select[Any]:
-    """Which of the cells ``ids`` hold a mapped instance of ``projects`` projects
-    (0: of any project) bound as ``project0``...: built once per shape."""
-    statement = _STATEMENTS.get(("holding", projects))
+    """Which of the cells ``ids`` hold a mapped instance of any project (``projects``
+    0), of ``project`` (1) or of any of ``projects`` (2: several): built once each."""
+    key = ("holding", projects)
+    statement = _STATEMENTS.get(key)
     if statement is None:
-        scope = tuple(
-            sa.bindparam(f"project{index}", type_=sa.String()) for index in range(projects)
-        )
-        held = (
-            sa.select(sa.literal(1))
-            .where(_im.c.cell_id == cell_mappings.c.id, *_project_condition(scope or None))
-            .exists()
-        )
+        project = _im.c.project_id
+        conditions = [_im.c.cell_id == cell_mappings.c.id]
+        if projects == 1:
+            conditions.append(project == sa.bindparam("project", type_=sa.String()))
+        elif projects:
+            conditions.append(project.in_(sa.bindparam("projects", expanding=True)))
+        held = sa.select(sa.literal(1)).where(*conditions).exists()
         ids = sa.bindparam("ids", type_=sa.Integer(), expanding=True)
         statement = sa.select(cell_mappings.c.id).where(cell_mappings.c.id.in_(ids), held)
-        _STATEMENTS[("holding", projects)] = statement
+        _STATEMENTS[key] = statement
     return statement
 
 
 def _holding(cell_ids: Sequence[int], scope: Scope) -> set[int]:
     """Which of ``cell_ids`` hold at least one mapped instance in ``scope`` (one query)."""
-    projects = scope or ()
-    params: dict[str, Any] = {f"project{index}": value for index, value in enumerate(projects)}
-    params["ids"] = list(cell_ids)
+    params: dict[str, Any] = {"ids": list(cell_ids)}
+    if scope is not None and len(scope) == 1:
+        params["project"] = scope[0]
+    elif scope is not None:
+        params["projects"] = list(scope)
+    statement = _holding_statement(0 if scope is None else min(len(scope), 2))
     with api_engine().connect() as conn:
-        return {cell_id for (cell_id,) in conn.execute(_holding_statement(len(projects)), params)}
+        return {cell_id for (cell_id,) in conn.execute(statement, params)}
 
 
 def _shares_statement(project: bool, some: bool, descending: bool, after: bool) -> sa.Select[Any]:

@@ -14,14 +14,14 @@ Batch sizes (:func:`batch_plan`, ``[cells]/list_batch_strategy``):
 about how many rows each cell holds (its *weight*), a cell is asked for its
 expected share of the page plus a statistical margin (standard deviations of
 the hypergeometric draw), so one batch per cell fills the page unless the
-cells' rows are skewed in sort order. When it knows each cell's share of the
-page itself (an index kept in about the page's order), a cell is asked for
-exactly that and one row more, plus the rows :class:`ShareMargin` learnt the
-index's order is off by. The margin is the one that costs least
+cells' rows are skewed in sort order. The margin is the one that costs least
 on average (:func:`first_margin`): a wider one parses rows the page may not
 need, a narrower one leaves more cells short, and a short cell costs one more
-round of the merge. Without weights the page is split evenly plus 10%, at
-least ``list_batch_size``. A short source is asked for its likely share of the
+round of the merge. When the lister knows each cell's share of the page
+itself (from an index kept in about the page's order), a cell is asked for
+exactly that and one row more, plus the rows :class:`ShareMargin` learnt the
+index's order is off by. Without weights the page is split evenly plus 10%,
+at least ``list_batch_size``. A short source is asked for its likely share of the
 rows the page may still need from it (its share of the rows merged so far,
 plus :data:`MARGIN_SIGMAS`), so a cell that leads the sort order is asked for
 all of them; no cell is asked for more than ``limit`` rows. A cell whose read

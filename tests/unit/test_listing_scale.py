@@ -84,14 +84,17 @@ def test_a_page_queries_each_cell_holding_rows_once_and_an_empty_cell0_never(
     assert statements == {cell0.uuid: 0, cells[0].uuid: 0, cells[1].uuid: 0, cells[2].uuid: 1}
 
 
+@pytest.mark.parametrize(
+    "filters", [{}, {"project_id": "p1"}, {"project_id": ["p1", "p2"]}], ids=["all", "one", "two"]
+)
 def test_a_cell_mapped_after_its_counts_were_cached_is_listed_at_once(
-    api_db: str, cell_template: Path, admin_ctx: RequestContext
+    api_db: str, cell_template: Path, admin_ctx: RequestContext, filters: dict[str, Any]
 ) -> None:
     a, b = (_cell(admin_ctx, cell_template, name) for name in ("a", "b"))
     first = _fill([a], 3)
-    assert [row["uuid"] for row in list_instances(admin_ctx).rows] == first
+    assert [row["uuid"] for row in list_instances(admin_ctx, filters=filters).rows] == first
     later = _fill([b], 2)  # b was counted empty a moment ago
-    listed = {row["uuid"] for row in list_instances(admin_ctx).rows}
+    listed = {row["uuid"] for row in list_instances(admin_ctx, filters=filters).rows}
     assert listed == set(first) | set(later)
 
 
