@@ -215,6 +215,7 @@ class InstanceCounts:
 
     def page_shares(
         self,
+        held: Mapping[str, int],
         cells: Iterable[CellMapping],
         project: str | None,
         deleted: bool,
@@ -225,16 +226,15 @@ class InstanceCounts:
         """cell uuid -> how many of a page's ``limit`` instances the cell holds, the
         page being in creation order (``descending``: newest first), of ``project``
         (None: all projects), deleted or live, created after ``after`` (before it,
-        if ``descending``; None: from the first), as the mappings tell. Cells
-        holding matching instances but none of the page map to 0; a cell left out
-        holds none (as :meth:`estimates`).
+        if ``descending``; None: from the first), as the mappings tell, for the
+        cells ``held`` (what :meth:`estimates` said of them): those holding none of
+        the page map to 0.
         None: the API database cannot say, or the page's mappings with a creation
         time are fewer than its instances are likely to be (times missing, or the
         page is the last).
         """
         cells = list(cells)
-        held = self.estimates(cells, project, deleted)
-        if held is None or not held:
+        if not held:
             return held
         params: dict[str, Any] = {"queued": deleted, "limit": limit}
         if project is not None:

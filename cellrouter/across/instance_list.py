@@ -89,7 +89,9 @@ class InstanceLister(CrossCellLister):
             request.cells, request.filters.get("project_id"), deleted
         )
 
-    def page_shares(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
+    def page_shares(
+        self, ctx: RequestContext, request: PageRequest, estimates: Mapping[str, int]
+    ) -> Mapping[str, int] | None:
         """Each cell's instances among the page's, from the mappings in creation order,
         when the page is in that order (``created_at`` first) and filtered by nothing
         a mapping does not tell (one project at most, live or deleted instances)."""
@@ -107,6 +109,7 @@ class InstanceLister(CrossCellLister):
         ):
             return None
         return instance_counts().page_shares(
+            estimates,
             request.cells,
             project,
             deleted,

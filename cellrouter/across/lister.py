@@ -45,6 +45,7 @@ from cellrouter.across.merge import (
     SortValues,
     batch_plan,
     merge_sources,
+    shares_pay,
 )
 from cellrouter.across.scatter import check_timeout, reads_in_process, scatter_gather_reads
 from cellrouter.across.sorting import (
@@ -443,13 +444,15 @@ class CrossCellLister:
         """
         return None
 
-    def page_shares(self, ctx: RequestContext, request: PageRequest) -> Mapping[str, int] | None:
-        """How many of the page's rows each cell of ``request`` holds (uuid -> rows),
-        as an index kept in about the page's order tells: each cell is then asked
-        for that many rows and one more. A cell that may hold matching rows but
-        none of the page maps to 0; a cell left out holds none and is not asked.
+    def page_shares(
+        self, ctx: RequestContext, request: PageRequest, estimates: Mapping[str, int]
+    ) -> Mapping[str, int] | None:
+        """How many of the page's rows each cell of ``estimates`` (what
+        :meth:`cell_estimates` said) holds (uuid -> rows), as an index kept in about
+        the page's order tells: each cell is then asked for that many rows and one
+        more. Asked only when :func:`~cellrouter.across.merge.shares_pay`.
 
-        None (the default): unknown, the page is apportioned by :meth:`cell_estimates`.
+        None (the default): unknown, the page is apportioned by ``estimates``.
         """
         return None
 
@@ -594,23 +597,29 @@ class CrossCellLister:
         self, ctx: RequestContext, request: PageRequest
     ) -> tuple[tuple[CellMapping, ...], list[int] | None, bool]:
         """The cells worth a query, their weights (None: unknown), and whether the
-        weights are the cells' shares of the page (:meth:`page_shares`) rather than
-        their sizes (:meth:`cell_estimates`).
+        weights are the cells' shares of the page (:meth:`page_shares`, when they
+        pay) rather than their sizes (:meth:`cell_estimates`).
 
         A cell known to hold no matching rows is left out, unless it is marked
         down (it is then reported as failed, as any other down cell).
         """
-        # Shares only size distributed batches; a fixed batch needs no more than counts.
-        exact = request.limit is not None and get_conf().cells.list_batch_strategy != "fixed"
-        estimates = self.page_shares(ctx, request) if exact else None
-        if estimates is None:
-            exact, estimates = False, self.cell_estimates(ctx, request)
+        estimates = self.cell_estimates(ctx, request)
         if estimates is None:
             return request.cells, None, False
         down = health.down_cells()
         asked = tuple(cell for cell in request.cells if cell.uuid in estimates or cell.uuid in down)
-        fallback = 0 if exact else 1  # a down cell left out: no rows expected
-        return asked, [estimates.get(cell.uuid, fallback) for cell in asked], exact
+        weights = [estimates.get(cell.uuid, 1) for cell in asked]
+        # Shares size distributed batches only, and only where the margin would cost more.
+        limit, local = request.limit, all(reads_in_process(cell) for cell in asked)
+        if (
+            limit is not None
+            and get_conf().cells.list_batch_strategy != "fixed"
+            and shares_pay(limit, weights, local)
+        ):
+            shares = self.page_shares(ctx, request, estimates)
+            if shares is not None:  # a down cell left out: no rows expected
+                return asked, [shares.get(cell.uuid, 0) for cell in asked], True
+        return asked, weights, False
 
     def _query(
         self, ctx: RequestContext, spec: SortSpec, columns: Sequence[str] | None, filters: Filters

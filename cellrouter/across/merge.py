@@ -46,6 +46,7 @@ __all__ = [
     "batch_plan",
     "first_margin",
     "merge_sources",
+    "shares_pay",
 ]
 
 #: the even split's buffer when the cells' sizes are unknown (Nova's 10%)
@@ -62,6 +63,10 @@ ROUND_COST_ROWS = 150.0
 #: needs, give or take a chunk
 QUERY_COST_ROWS = 25.0
 STEP_COST_ROWS = 4.0
+#: What a page's exact shares cost, in rows: one more query, on the API
+#: database (~0.4 ms). Measured with bench/bench_scale.py: for a page of 1000
+#: they pay from about 5 cells on; below, the margin costs less.
+SHARES_COST_ROWS = 120.0
 #: the first-batch margins :func:`first_margin` chooses from
 _MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
@@ -407,10 +412,27 @@ def first_margin(sigmas: Sequence[float], short_cost: float) -> float:
     that some cell is short, plus ``short_cost`` for each cell likely short.
     Few cells afford a wide margin; many small cells a narrow one.
     """
+    return _least_cost(sigmas, short_cost)[0]
+
+
+def shares_pay(limit: int, weights: Sequence[int], reads_open: bool) -> bool:
+    """Whether asking for each cell's exact share of a page (one more query) costs
+    less, on average, than the margin :func:`batch_plan` would give cells of these
+    ``weights`` (:data:`SHARES_COST_ROWS` against :func:`first_margin`'s cost)."""
+    total = sum(weights)
+    if total <= 0:
+        return False
+    draws = [_draw(limit, weight, total) for weight in weights]
+    short_cost = STEP_COST_ROWS if reads_open else QUERY_COST_ROWS
+    return _least_cost([math.sqrt(var) for _, var in draws], short_cost)[1] > SHARES_COST_ROWS
+
+
+def _least_cost(sigmas: Sequence[float], short_cost: float) -> tuple[float, float]:
+    """(the margin of :func:`first_margin`, its expected cost in rows)."""
     spread = sum(sigmas)
     count = sum(1 for sigma in sigmas if sigma > 0)
     if count == 0:
-        return 0.0
+        return 0.0, 0.0
 
     def cost(z: float) -> float:
         covered = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # P(a cell is not short)
@@ -420,7 +442,8 @@ def first_margin(sigmas: Sequence[float], short_cost: float) -> float:
             + short_cost * count * (1.0 - covered)
         )
 
-    return min(_MARGINS, key=cost)
+    best = min(_MARGINS, key=cost)
+    return best, cost(best)
 
 
 def _everything(want: int | None, density: float | None) -> None:

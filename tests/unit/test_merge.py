@@ -18,6 +18,7 @@ from cellrouter.across.merge import (
     batch_plan,
     first_margin,
     merge_sources,
+    shares_pay,
 )
 from cellrouter.across.sorting import merge_order, values_getter
 
@@ -129,6 +130,17 @@ def test_exact_shares_ask_each_cell_for_its_rows_and_the_one_after() -> None:
     assert refill(50, 0.5) is not None  # a short cell still gets its likely share
     # ``fixed`` keeps Nova's meaning whatever is known.
     assert batch_plan("fixed", 100, 1000, [600, 400], 2, exact=True)[0] == [100, 100]
+
+
+def test_page_shares_pay_across_many_cells_not_few() -> None:
+    def pay(cells: int, reads_open: bool = True) -> bool:
+        return shares_pay(1000, [6000 // cells] * cells, reads_open)
+
+    # A few big cells need a margin of a few dozen rows and rarely a second round:
+    # cheaper than one more query. Many small ones are short by the dozen.
+    assert not pay(3) and not pay(4) and not pay(3, reads_open=False)
+    assert pay(16) and pay(64) and pay(64, reads_open=False)
+    assert not shares_pay(1000, [0, 0], True)
 
 
 def test_the_share_margin_grows_while_cells_run_short_and_shrinks_when_calm() -> None:

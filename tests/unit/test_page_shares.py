@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import sqlite_cells
 from oslo_config import cfg
 
+from cellrouter.across import merge
 from cellrouter.across.instance_counts import instance_counts
 from cellrouter.across.instance_list import list_instances
 from cellrouter.across.lister import _CellQuery
@@ -20,7 +21,22 @@ from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.database import api_engine
 from cellrouter.index.cell_mapping import CELL0_UUID, CellMapping
 
-pytestmark = pytest.mark.usefixtures("lists_by_counts")
+pytestmark = pytest.mark.usefixtures("lists_by_counts", "shares_always_pay")
+
+
+@pytest.fixture
+def shares_always_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page shares asked for however few cells and rows (they pay from ~8 cells on)."""
+    monkeypatch.setattr(merge, "SHARES_COST_ROWS", -1.0)
+
+
+def _shares(cells: list[CellMapping], *args: Any) -> Any:
+    """``InstanceCounts.page_shares`` of ``cells`` (live instances, all projects)."""
+    counts = instance_counts()
+    held = counts.estimates(cells, None, False)
+    assert held is not None
+    return counts.page_shares(held, cells, None, False, *args)
+
 
 START = datetime.datetime(2024, 1, 1)
 
@@ -152,7 +168,7 @@ def test_cells_running_short_on_exact_shares_teach_a_margin(
     first = list_instances(admin_ctx, limit=30)
     assert [row["uuid"] for row in first.rows] == newest_first[:30]
     assert any(len(batches) > 1 for batches in asked.values())  # some cell ran short
-    shares = instance_counts().page_shares([a, b, c], None, False, 30, True)
+    shares = _shares([a, b, c], 30, True)
     assert shares is not None and min(shares.values()) + 2 < 30, shares
 
     # The next page like it asks each cell for one row more than its share (and
@@ -175,6 +191,7 @@ def test_cells_running_short_on_exact_shares_teach_a_margin(
         pytest.param({"limit": None}, id="no-limit"),
         pytest.param({"mapping_times": False}, id="mappings-without-times"),
         pytest.param({"strategy": "fixed"}, id="fixed-batches"),
+        pytest.param({"pay": False}, id="too-few-cells-to-pay"),
     ],
 )
 def test_pages_the_mappings_cannot_apportion_are_sized_by_counts(
@@ -187,6 +204,8 @@ def test_pages_the_mappings_cannot_apportion_are_sized_by_counts(
     _, a, b, c = cells
     mapping_times = kwargs.pop("mapping_times", True)
     read_deleted = kwargs.pop("read_deleted", "no")
+    if not kwargs.pop("pay", True):
+        monkeypatch.undo()  # the cost the shares are weighed at, as shipped
     conf.set_override("list_batch_strategy", kwargs.pop("strategy", "distributed"), group="cells")
     sqlite_cells.fill(
         [a, b, c],
@@ -214,8 +233,7 @@ def test_the_last_page_of_a_walk_is_sized_by_counts(
 ) -> None:
     _, a, b, c = cells
     _skewed([a, b, c], [10, 10, 10])
-    counts = instance_counts()
-    assert counts.page_shares([a, b, c], None, False, 20, True) == {
+    assert _shares([a, b, c], 20, True) == {
         a.uuid: 10,
         b.uuid: 10,
         c.uuid: 0,
@@ -223,4 +241,4 @@ def test_the_last_page_of_a_walk_is_sized_by_counts(
     # Fewer than a page of mappings past this time: the mappings cannot say
     # whether the counts are stale or the times missing.
     late = START - datetime.timedelta(hours=1, seconds=5)
-    assert counts.page_shares([a, b, c], None, False, 20, True, late) is None
+    assert _shares([a, b, c], 20, True, late) is None
