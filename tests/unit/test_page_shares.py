@@ -4,6 +4,7 @@ its rows on the page and one more (SQLite files)."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def _skewed(cells: list[CellMapping], counts: list[int], project: str = "p1") ->
         lambda position, index: START - datetime.timedelta(hours=position, seconds=index),
         project,
     )
+
+
+def _map_at(newest_first: list[str], at: Callable[[int], datetime.datetime]) -> None:
+    """Give the mapping of ``newest_first[index]`` the creation time ``at(index)``."""
+    im = instance_mappings
+    with api_engine().begin() as conn:
+        conn.execute(
+            sa.update(im).where(im.c.instance_uuid == sa.bindparam("uuid")),
+            [{"uuid": uuid, "created_at": at(index)} for index, uuid in enumerate(newest_first)],
+        )
 
 
 def _first_batches(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int | None]]:
@@ -124,13 +135,7 @@ def test_mapping_times_that_disagree_with_the_instances_cost_batches_not_rows(
     _, a, b, c = cells
     newest_first = _skewed([a, b, c], [20, 20, 20])
     # Mapped in the opposite order: the mappings say c's rows are the newest.
-    with api_engine().begin() as conn:
-        for index, uuid in enumerate(newest_first):
-            conn.execute(
-                sa.update(instance_mappings)
-                .where(instance_mappings.c.instance_uuid == uuid)
-                .values(created_at=START + datetime.timedelta(seconds=index))
-            )
+    _map_at(newest_first, lambda index: START + datetime.timedelta(seconds=index))
     asked = _first_batches(monkeypatch)
     walked: list[str] = []
     marker = None
@@ -148,22 +153,19 @@ def test_cells_running_short_on_exact_shares_teach_a_margin(
     cells: list[CellMapping], admin_ctx: RequestContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, a, b, c = cells
-    # Interleaved in time; each mapping a little later than its instance, as if
-    # mapped after it was made: neighbours in time swap places in the mappings.
+    # Interleaved in time, a second apart: newest_first[i] is in cell i % 3.
     newest_first = sqlite_cells.fill(
         [a, b, c],
         [30, 30, 30],
         lambda position, index: START - datetime.timedelta(seconds=3 * index + position),
         "p1",
     )
-    with api_engine().begin() as conn:
-        for index, uuid in enumerate(newest_first):
-            shift = datetime.timedelta(seconds=4 if index % 2 else 0)
-            conn.execute(
-                sa.update(instance_mappings)
-                .where(instance_mappings.c.instance_uuid == uuid)
-                .values(created_at=instance_mappings.c.created_at + shift)
-            )
+    # a's mappings were made 12 s after its instances: the shares give a three
+    # rows too many, b one too few and c two (one more than the row after covers).
+    _map_at(
+        newest_first,
+        lambda index: START - datetime.timedelta(seconds=index - 12 * (index % 3 == 0)),
+    )
     asked = _first_batches(monkeypatch)
     first = list_instances(admin_ctx, limit=30)
     assert [row["uuid"] for row in first.rows] == newest_first[:30]
