@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cellrouter import exception
 from cellrouter.across import health
-from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
+from cellrouter.across.instance_list import _INSTANCES, UNKNOWN_STATUS, list_instances
 from cellrouter.cells import registry
 from cellrouter.cells.context import get_admin_context
 from cellrouter.conf import get_conf
@@ -106,8 +106,10 @@ class ListingWorld:
             conn.execute(sa.delete(instance_mappings))
             if placed:
                 conn.execute(sa.insert(instance_mappings), [mapping for _, _, mapping in placed])
-        # Written behind the mapping store's back (bulk speed): forget cached lookups.
+        # Written behind the mapping store's back (bulk speed): forget cached lookups,
+        # and the markers handed out (a drawn uuid comes back with other values).
         CACHED_INDEX.cache.clear_local()
+        _INSTANCES.reset()
         for index, cell in enumerate(self.cells):
             rows = [row for at, row, _ in placed if at == index]
             if rows:

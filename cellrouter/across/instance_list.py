@@ -53,6 +53,7 @@ class InstanceLister(CrossCellLister):
     """The instance list: markers resolved through the instance mapping, down-cell records."""
 
     table = instances
+    fixed_keys = frozenset({"created_at", "id", "uuid"})
 
     def marker_values(self, ctx: RequestContext, marker: str, request: PageRequest) -> SortValues:
         """Read the marker instance in its own cell (found via its mapping).

@@ -18,6 +18,10 @@ batch costs a step on rather than a second query. The order is the one
 :mod:`cellrouter.across.sorting` defines: the same in SQLite, MariaDB,
 PostgreSQL and Python, NULLs smallest, the unique key last.
 
+A page after a marker the lister handed out, sorted on columns that never
+change, starts from the values remembered with it
+(:mod:`cellrouter.across.issued_markers`) instead of reading the marker's row.
+
 Cells that time out, are marked down or fail are reported in the result
 (``partial``); the list is never silently short. A subclass names the table
 and may refine the hooks, which see the page as one :class:`PageRequest`: how
@@ -28,9 +32,12 @@ sort order like any other cell's rows).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -38,6 +45,7 @@ from sqlalchemy.engine.result import result_tuple
 
 from cellrouter import exception, forksafe
 from cellrouter.across import health, sqlite_reads
+from cellrouter.across.issued_markers import IssuedMarkers
 from cellrouter.across.merge import (
     RefillMany,
     ShareMargin,
@@ -311,13 +319,28 @@ STEP_CHUNK = 4
 
 
 def _read_sort_values(
-    cctx: RequestContext, table: sa.Table, keys: Sequence[str], unique_key: str, marker: str
+    cctx: RequestContext, table: sa.Table, keys: tuple[str, ...], unique_key: str, marker: str
 ) -> SortValues | None:
     """The sort values of the row whose unique key is ``marker``, deleted or not."""
-    stmt = sa.select(*(table.c[key] for key in keys)).where(table.c[unique_key] == marker)
     with cctx.engine.connect() as conn:
-        row = conn.execute(stmt).first()
+        row = conn.execute(_marker_statement(table, keys, unique_key), {"marker": marker}).first()
     return tuple(row) if row is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _marker_statement(table: sa.Table, keys: tuple[str, ...], unique_key: str) -> sa.Select[Any]:
+    """SELECT the sort values of the row whose unique key is bound as ``marker``."""
+    return sa.select(*(table.c[key] for key in keys)).where(
+        table.c[unique_key] == sa.bindparam("marker")
+    )
+
+
+def _owner(row: Any, sources: Sequence[SortedSource]) -> SortedSource | None:
+    """The source whose buffer holds ``row`` (by identity: a Row's ``==`` compares values)."""
+    for source in sources:
+        if any(map(operator.is_, source.rows, itertools.repeat(row))):
+            return source
+    return None
 
 
 #: the per-cell queries a lister keeps for reuse (least recently used dropped)
@@ -339,6 +362,7 @@ def _hashable(value: Any) -> Any:
 
 #: guards every lister's query cache (a dict lookup or insertion at a time)
 _queries_lock = forksafe.Lock()
+_Kept = TypeVar("_Kept")
 
 
 class CrossCellLister:
@@ -357,6 +381,10 @@ class CrossCellLister:
     unique_key = "uuid"
     default_sort_keys: tuple[str, ...] = ("created_at",)
     default_sort_dir = "desc"
+    #: Columns whose values never change once a row exists: a marker this lister
+    #: handed out for a page sorted on these only is resolved from memory
+    #: (:mod:`cellrouter.across.issued_markers`), not read again in its cell.
+    fixed_keys: frozenset[str] = frozenset()
 
     def __init__(self, table: sa.Table | None = None) -> None:
         if table is not None:
@@ -409,8 +437,13 @@ class CrossCellLister:
 
         InvalidMarker when no cell has it; CellUnavailable (the first failed
         cell) when the cells that answered do not have it but some cell failed.
+        A marker this lister handed out, in one of ``request.cells``, for a page
+        sorted on :attr:`fixed_keys` only, needs no read.
         """
         cells, keys = request.cells, request.spec.keys
+        issued = self._issued_markers().get(marker, keys)
+        if issued is not None and any(cell.uuid == issued[0] for cell in cells):
+            return issued[1]
         results = scatter_gather_reads(
             ctx,
             cells,
@@ -589,7 +622,13 @@ class CrossCellLister:
             if isinstance(last, dict):
                 next_marker = last[self.unique_key]
             else:
-                next_marker = getter(last)[spec.keys.index(self.unique_key)]
+                values = getter(last)
+                next_marker = values[spec.keys.index(self.unique_key)]
+                owner = _owner(last, sources) if self.fixed_keys.issuperset(spec.keys) else None
+                if owner is not None and id(owner) in cell_of:
+                    self._issued_markers().remember(
+                        next_marker, spec.keys, cell_of[id(owner)].uuid, values
+                    )
         rows = query.as_dicts(rows) if as_dicts else query.as_rows(rows) if failed else rows
         return ListResult(rows=rows, failed_cells=failed, next_marker=next_marker)
 
@@ -653,21 +692,33 @@ class CrossCellLister:
                     cache.popitem(last=False)
         return query
 
+    def reset(self) -> None:
+        """Forget what this lister kept and learnt: its statements, its margin over
+        page shares and the markers it handed out (when rows were replaced behind
+        its back, as tests do)."""
+        self.__dict__.pop("_queries", None)
+        self.__dict__.pop("_margin", None)
+        self.__dict__.pop("_markers", None)
+
     def _share_margin(self) -> ShareMargin:
-        """This lister's margin over exact page shares (made on first use)."""
-        margin: ShareMargin | None = self.__dict__.get("_margin")
-        if margin is None:
-            margin = self.__dict__.setdefault("_margin", ShareMargin())
-        return margin
+        """This lister's margin over exact page shares."""
+        return self._kept("_margin", ShareMargin)
+
+    def _issued_markers(self) -> IssuedMarkers:
+        """The markers this lister handed out, with their rows' cells and sort values."""
+        return self._kept("_markers", IssuedMarkers)
 
     def _query_cache(self) -> OrderedDict[Hashable, _CellQuery]:
-        """This lister's kept queries (made on first use: a subclass's ``__init__``
-        need not call this one's)."""
-        cache: OrderedDict[Hashable, _CellQuery] | None = self.__dict__.get("_queries")
-        if cache is None:
-            with _queries_lock:
-                cache = self.__dict__.setdefault("_queries", OrderedDict())
-        return cache
+        """This lister's kept queries."""
+        return self._kept("_queries", OrderedDict)
+
+    def _kept(self, name: str, make: Callable[[], _Kept]) -> _Kept:
+        """This lister's ``name``, made on first use (a subclass's ``__init__`` need
+        not call this one's); ``dict.setdefault`` keeps the first of two racing."""
+        kept: _Kept | None = self.__dict__.get(name)
+        if kept is None:
+            kept = self.__dict__.setdefault(name, make())
+        return kept
 
     def _refill_function(
         self,

@@ -268,19 +268,25 @@ def _short_sources(
 ) -> list[tuple[SortedSource, int]]:
     """(source, rows it may still owe the page) for each source in ``open_ended`` whose
     last buffered row comes before position ``limit - 1`` of ``pool``."""
+    # By identity (a Row's ``==`` compares every column). A source whose last row
+    # is in the pool's tail (the margins' rows past the page) is not short, nor is
+    # one whole up to a page end at or past this one's: the common case costs a set
+    # of the tail, not a position for every row.
+    tail = set(map(id, pool[limit - 1 :]))
+    open_ended = [
+        source
+        for source in open_ended
+        if source.through is None and id(source.rows[-1]) not in tail
+    ]
     if not open_ended:
         return []
-    # Positions by identity (a Row's ``==`` compares every column), built in C.
     where = dict(zip(map(id, pool[: limit - 1]), itertools.count(), strict=False))
     short = []
     for source in open_ended:
-        if source.through is not None:
-            continue  # whole up to a page end at or past this one's
-        position = where.get(id(source.rows[-1]))
-        if position is not None:
-            want = limit - 1 - position
-            size = source.refill_size(want, len(source.rows) / (position + 1))
-            short.append((source, max(1, size or want)))
+        position = where[id(source.rows[-1])]
+        want = limit - 1 - position
+        size = source.refill_size(want, len(source.rows) / (position + 1))
+        short.append((source, max(1, size or want)))
     short.sort(key=lambda item: where[id(item[0].rows[-1])])  # in pool order
     return short
 

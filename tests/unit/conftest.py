@@ -30,13 +30,13 @@ def backend(tmp_path: Path, sqlite_templates: SQLiteTemplates) -> Backend:
 @pytest.fixture
 def lists_by_counts(conf: cfg.ConfigOpts) -> Iterator[None]:
     """Lists sized by the API database's instance counts (the scale path), with cell
-    health, cached lookups, counts and the page-share margin fresh before and after."""
+    health, cached lookups, counts and the instance lister's state fresh before and after."""
     conf.set_override("list_cells_by_mappings", True, group="cells")
-    margin = instance_list._INSTANCES._share_margin()
-    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, margin.reset):
+    lister = instance_list._INSTANCES
+    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, lister.reset):
         reset()
     yield
-    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, margin.reset):
+    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, lister.reset):
         reset()
 
 

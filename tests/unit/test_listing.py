@@ -32,7 +32,7 @@ from sqlalchemy.dialects.mysql import mariadb
 
 from cellrouter import exception
 from cellrouter.across import health
-from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
+from cellrouter.across.instance_list import _INSTANCES, UNKNOWN_STATUS, list_instances
 from cellrouter.across.lister import CrossCellLister, ListResult, PageRequest, _CellQuery
 from cellrouter.across.sorting import after_marker, build_sort_spec, order_by, values_getter
 from cellrouter.cells import registry
@@ -51,11 +51,11 @@ MakeInstance = Callable[..., str]
 
 @pytest.fixture(autouse=True)
 def clean_state() -> Iterator[None]:
-    health.reset()
-    CACHED_INDEX.reset()
+    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
+        reset()
     yield
-    health.reset()
-    CACHED_INDEX.reset()
+    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
+        reset()
 
 
 # -- sort specs ------------------------------------------------------------------------
