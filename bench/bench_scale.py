@@ -8,7 +8,8 @@ Measures, in this process and this run:
 * 3 cells x rows/3 instances plus an empty cell0 against the plain
   single-database query of the same rows (SQLAlchemy Core, Rows): the first
   page (limit 1000, ``created_at desc``), as Rows and as dicts, and a full walk
-  (target <= 1.5x each);
+  (target <= 1.5x each), also with every marker read in its cell (as when
+  another API process handed it out);
 * the project-filtered first page (one of 20 projects) against the same
   filtered query on one database;
 * first-page latency, worker threads, open cell connections and RSS with the
