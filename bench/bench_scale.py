@@ -20,7 +20,10 @@ Measures, in this process and this run:
 
 Cases compared with each other are timed in interleaved rounds (each round
 takes every case in turn; the best of each is kept), so the drift of a shared
-machine hits both sides of a ratio alike. Cell databases are copies of one
+machine hits both sides of a ratio alike. A target ratio is given twice: the
+ratio of the two cases' bests, and the median of the rounds' own ratios (each
+round's bests, seconds apart), which a burst of load in a few rounds moves
+less. Cell databases are copies of one
 migrated SQLite file, in a temporary directory.
 With ``--mysql`` (a server URL; its database part is ignored), the comparisons
 (first page, walk, project page) run again on that MariaDB/MySQL server, in
@@ -39,11 +42,12 @@ import operator
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,21 +221,46 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
+class Timings(dict[str, float]):
+    """The best wall seconds of each case, and each round's best (:attr:`rounds`)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        super().__init__(dict.fromkeys(names, float("inf")))
+        self.rounds: dict[str, list[float]] = {name: [] for name in self}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.rounds[name].append(seconds)
+        self[name] = min(self[name], seconds)
+
+    def median_ratio(self, case: str, base: str) -> float:
+        """The median of the rounds' ratios of ``case`` to ``base``."""
+        rounds = zip(self.rounds[case], self.rounds[base], strict=True)
+        return statistics.median(a / b for a, b in rounds)
+
+    def versus(self, case: str, base: str, what: str, target: str = "") -> str:
+        """``case`` against ``base``: the ratio of their bests and the rounds' median ratio."""
+        target = f" (target <= {target})" if target else ""
+        return (
+            f"{self[case] / self[base]:.2f}x {what}{target}; "
+            f"rounds' median {self.median_ratio(case, base):.2f}x"
+        )
+
+
 def interleaved(
     cases: dict[str, Callable[[], object]],
     rounds: int,
     repeat: int,
     setup: Callable[[str], object] | None = None,
-) -> dict[str, float]:
+) -> Timings:
     """Best wall seconds of each case, measured in ``rounds`` rounds that take the cases
     in turn (``setup(name)`` first, then ``repeat`` calls after a warm-up): drift of a
     shared machine hits every case alike, so ratios between them hold."""
-    found = dict.fromkeys(cases, float("inf"))
+    found = Timings(cases)
     for _ in range(rounds):
         for name, fn in cases.items():
             if setup is not None:
                 setup(name)
-            found[name] = min(found[name], best(fn, repeat))
+            found.add(name, best(fn, repeat))
     return found
 
 
@@ -369,34 +398,34 @@ def compare(dbs: Databases, rows: int, rounds: int, repeat: int) -> None:
     line(
         f"first page, 3 cells + empty cell0 (Rows, {db})",
         f"{pages['rows'] * 1e3:.2f} ms",
-        f"{pages['rows'] / raw_first:.2f}x one DB (target <= 1.5x)",
+        pages.versus("rows", "raw", "one DB", "1.5x"),
     )
     line(
         f"first page, 3 cells + empty cell0 (dicts, {db})",
         f"{pages['dicts'] * 1e3:.2f} ms",
-        f"{pages['dicts'] / raw_first:.2f}x one DB",
+        pages.versus("dicts", "raw", "one DB"),
     )
     line(f"full walk, plain Core keyset pages on one DB ({db})", f"{raw_all * 1e3:.1f} ms")
     line(
         f"full walk, 3 cells + cell0 (Rows, {db})",
         f"{walks['rows'] * 1e3:.1f} ms",
-        f"{walks['rows'] / raw_all:.2f}x one DB (target <= 1.5x)",
+        walks.versus("rows", "raw", "one DB", "1.5x"),
     )
     line(
         f"full walk, 3 cells + cell0 (dicts, {db})",
         f"{walks['dicts'] * 1e3:.1f} ms",
-        f"{walks['dicts'] / raw_all:.2f}x one DB",
+        walks.versus("dicts", "raw", "one DB"),
     )
     line(
         f"full walk, every marker read in its cell (Rows, {db})",
         f"{walks['markers read'] * 1e3:.1f} ms",
-        f"{walks['markers read'] / raw_all:.2f}x one DB",
+        walks.versus("markers read", "raw", "one DB"),
     )
     line(f"project page, plain Core query on one DB ({db})", f"{raw_proj * 1e3:.2f} ms")
     line(
         f"project page, 3 cells + cell0 (Rows, {db})",
         f"{pages['project'] * 1e3:.2f} ms",
-        f"{pages['project'] / raw_proj:.2f}x one DB",
+        pages.versus("project", "raw project", "one DB"),
     )
     print()
 
@@ -453,9 +482,8 @@ def scaling(dbs: SQLiteDatabases, max_cells: int, rows: int, rounds: int, repeat
         figure = figures[str(count)]
         note = notes[count]
         if "4" in figures:
-            note += f"; {figure / figures['4']:.2f}x 4 cells"
-            if count == 64:
-                note += " (target <= 2x)"
+            versus = figures.versus(str(count), "4", "4 cells", "2x" if count == 64 else "")
+            note += f"; {versus}"
         line(f"first page, {count} cells + cell0", f"{figure * 1e3:.1f} ms", note)
     if len(floors) == 2:
         low, high = figures["floor 4"], figures["floor 64"]
@@ -468,7 +496,8 @@ def scaling(dbs: SQLiteDatabases, max_cells: int, rows: int, rounds: int, repeat
         line(
             "floor: 64 cells against 4 cells",
             f"{high / low:.2f}x",
-            f"64 bare queries against cellrouter's 4-cell page: {high / figures['4']:.2f}x",
+            f"rounds' median {figures.median_ratio('floor 64', 'floor 4'):.2f}x; 64 bare"
+            f" queries against cellrouter's 4-cell page: {high / figures['4']:.2f}x",
         )
     if 64 in worlds and "4" in figures:
         # Mapping times off their instances' by up to one mean gap between two
