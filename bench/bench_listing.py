@@ -196,9 +196,10 @@ def cells_option(**overrides: Any) -> Iterator[None]:
 def raw_query(ctx: RequestContext, url: str) -> Callable[[], list[Any]]:
     """The same page as one plain SQLAlchemy query on one database (no cellrouter)."""
     engine = sa.create_engine(url)
+    condition = deleted_filter(ctx)  # None when ctx reads deleted rows too
     stmt = (
         sa.select(instances)
-        .where(deleted_filter(ctx))
+        .where(*(() if condition is None else (condition,)))
         .order_by(instances.c.created_at.desc(), instances.c.uuid.desc())
         .limit(PAGE)
     )

@@ -23,8 +23,8 @@ takes every case in turn; the best of each is kept), so the drift of a shared
 machine hits both sides of a ratio alike. A target ratio is given twice: the
 ratio of the two cases' bests, and the median of the rounds' own ratios (each
 round's bests, seconds apart), which a burst of load in a few rounds moves
-less. Cell databases are copies of one
-migrated SQLite file, in a temporary directory.
+less. Cell databases are copies of one migrated SQLite file, in a temporary
+directory.
 With ``--mysql`` (a server URL; its database part is ignored), the comparisons
 (first page, walk, project page) run again on that MariaDB/MySQL server, in
 uniquely named databases (``crbench_<pid>_<hex>_*``) that are dropped at the
