@@ -28,16 +28,23 @@ def backend(tmp_path: Path, sqlite_templates: SQLiteTemplates) -> Backend:
 
 
 @pytest.fixture
-def lists_by_counts(conf: cfg.ConfigOpts) -> Iterator[None]:
-    """Lists sized by the API database's instance counts (the scale path), with cell
-    health, cached lookups, counts and the instance lister's state fresh before and after."""
-    conf.set_override("list_cells_by_mappings", True, group="cells")
+def fresh_listing() -> Iterator[None]:
+    """Cell health, cached lookups, instance counts and the instance lister's state
+    (kept statements, share margin, markers handed out) fresh before and after."""
     lister = instance_list._INSTANCES
-    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, lister.reset):
+    resets = (health.reset, CACHED_INDEX.reset, instance_counts().reset, lister.reset)
+    for reset in resets:
         reset()
     yield
-    for reset in (health.reset, CACHED_INDEX.reset, instance_counts().reset, lister.reset):
+    for reset in resets:
         reset()
+
+
+@pytest.fixture
+def lists_by_counts(conf: cfg.ConfigOpts, fresh_listing: None) -> None:
+    """Lists sized by the API database's instance counts (the scale path), on fresh
+    listing state (:func:`fresh_listing`)."""
+    conf.set_override("list_cells_by_mappings", True, group="cells")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ when the page is sorted on columns that never change (``created_at``, ``uuid``).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +18,6 @@ from cellrouter.across.lister import CrossCellLister
 from cellrouter.cells import registry
 from cellrouter.cells.context import RequestContext
 from cellrouter.db.cell_schema import instances
-from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 
@@ -26,13 +25,7 @@ MakeCells = Callable[..., list[CellMapping]]
 MakeInstance = Callable[..., str]
 
 
-@pytest.fixture(autouse=True)
-def fresh_lister() -> Iterator[None]:
-    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
-        reset()
-    yield
-    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
-        reset()
+pytestmark = pytest.mark.usefixtures("fresh_listing")
 
 
 @pytest.fixture

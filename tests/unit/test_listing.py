@@ -32,7 +32,7 @@ from sqlalchemy.dialects.mysql import mariadb
 
 from cellrouter import exception
 from cellrouter.across import health
-from cellrouter.across.instance_list import _INSTANCES, UNKNOWN_STATUS, list_instances
+from cellrouter.across.instance_list import UNKNOWN_STATUS, list_instances
 from cellrouter.across.lister import CrossCellLister, ListResult, PageRequest, _CellQuery
 from cellrouter.across.sorting import after_marker, build_sort_spec, order_by, values_getter
 from cellrouter.cells import registry
@@ -41,7 +41,6 @@ from cellrouter.conf import get_conf
 from cellrouter.db.api_schema import instance_mappings
 from cellrouter.db.cell_schema import instances, services
 from cellrouter.db.database import api_engine
-from cellrouter.index.cached_index import CACHED_INDEX
 from cellrouter.index.cell_mapping import CellMapping
 from cellrouter.index.instance_mapping import InstanceMapping
 
@@ -50,12 +49,8 @@ MakeInstance = Callable[..., str]
 
 
 @pytest.fixture(autouse=True)
-def clean_state() -> Iterator[None]:
-    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
-        reset()
-    yield
-    for reset in (health.reset, CACHED_INDEX.reset, _INSTANCES.reset):
-        reset()
+def clean_state(fresh_listing: None) -> None:
+    """Every test here starts on fresh listing state (see ``fresh_listing``)."""
 
 
 # -- sort specs ------------------------------------------------------------------------
